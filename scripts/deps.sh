@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev libjansson-dev
-          pkg-config make gcc python3 util-linux)
+          pkg-config make gcc python3 util-linux openssl)
 
 missing=()
 for p in "${packages[@]}"; do

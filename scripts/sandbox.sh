@@ -40,11 +40,21 @@ sandbox_stop() {
 # Start the emulator serving the data set of the given scale; sets EMULATOR_URL
 sandbox_start_emulator() {
     local scale=$1
+    # a self-signed certificate for 127.0.0.1, so that HTTPS and its
+    # verification are tested too (migrate_ext.ca_file trusts it)
+    mkdir -p "$SANDBOX/tls"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=127.0.0.1" \
+        -addext "subjectAltName=IP:127.0.0.1" \
+        -keyout "$SANDBOX/tls/key.pem" -out "$SANDBOX/tls/cert.pem" >/dev/null 2>&1 ||
+        { echo "openssl could not make a test certificate" >&2; return 1; }
+    chmod 644 "$SANDBOX/tls/cert.pem"
     # the keys travel in the environment, not on the command line (ps shows that)
     EMU_XENDIT_KEY="$XENDIT_KEY" EMU_SYSTEMEIO_KEY="$SYSTEMEIO_KEY" \
         $PY "$SANDBOX_PROJECT/test/emulator/emulator.py" --port 0 \
         --port-file "$SANDBOX/emulator.port" --trap-port-file "$SANDBOX/trap.port" \
-        --scale "$scale" --log "$SANDBOX/emulator.log" >"$SANDBOX/emulator.out" 2>&1 &
+        --scale "$scale" --log "$SANDBOX/emulator.log" \
+        --tls-cert "$SANDBOX/tls/cert.pem" --tls-key "$SANDBOX/tls/key.pem" \
+        --tls-port-file "$SANDBOX/emulator_tls.port" >"$SANDBOX/emulator.out" 2>&1 &
     EMULATOR_PID=$!
     local i
     for i in $(seq 1 600); do
@@ -54,6 +64,7 @@ sandbox_start_emulator() {
     done
     [ -s "$SANDBOX/emulator.port" ] || { echo "the API emulator did not start" >&2; return 1; }
     export EMULATOR_URL="http://127.0.0.1:$(cat "$SANDBOX/emulator.port")"
+    export EMULATOR_TLS_URL="https://127.0.0.1:$(cat "$SANDBOX/emulator_tls.port")"
 }
 
 # Create the sandbox: PostgreSQL copy, migrate_ext, cluster, emulator
@@ -106,6 +117,8 @@ log_line_prefix = '%m [%p] %u@%d '
 migrate_ext.xendit_base_url = '$EMULATOR_URL'
 migrate_ext.systemeio_base_url = '$EMULATOR_URL'
 regress.emulator_url = '$EMULATOR_URL'
+regress.emulator_tls_url = '$EMULATOR_TLS_URL'
+regress.emulator_ca_file = '$SANDBOX/tls/cert.pem'
 CONF
     as_postgres "$PG_BIN/pg_ctl" -D "$SANDBOX/data" -l "$SANDBOX/server.log" -w start >/dev/null ||
         { cat "$SANDBOX/server.log" >&2; return 1; }

@@ -78,6 +78,7 @@ migrate_ext_set_api_key(PG_FUNCTION_ARGS)
 	char	   *key;
 	const unsigned char *p;
 	Datum		values[2];
+	Oid			argtypes[2] = {TEXTOID, TEXTOID};
 	int			rc;
 
 	if (PG_ARGISNULL(0))
@@ -117,7 +118,7 @@ migrate_ext_set_api_key(PG_FUNCTION_ARGS)
 							   "VALUES ($1, $2, pg_catalog.now(), pg_catalog.current_user()) "
 							   "ON CONFLICT (source) DO UPDATE SET api_key = EXCLUDED.api_key, "
 							   "set_at = EXCLUDED.set_at, set_by = EXCLUDED.set_by",
-							   2, (Oid[]) {TEXTOID, TEXTOID}, values, NULL, false, 0);
+							   2, argtypes, values, NULL, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "storing the API key failed: %s", SPI_result_code_string(rc));
 	SPI_finish();
@@ -133,12 +134,13 @@ char *
 ReadApiKey(const char *source)
 {
 	Datum		values[1];
+	Oid			argtypes[1] = {TEXTOID};
 	int			rc;
 	char	   *key = NULL;
 
 	values[0] = CStringGetTextDatum(source);
 	rc = SPI_execute_with_args("SELECT api_key FROM migrate_ext.api_keys WHERE source OPERATOR(pg_catalog.=) $1",
-							   1, (Oid[]) {TEXTOID}, values, NULL, true, 1);
+							   1, argtypes, values, NULL, true, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "reading the API key failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 1)

@@ -84,6 +84,7 @@ static void
 SleepInterruptibly(long ms)
 {
 	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+
 	for (;;)
 	{
 		double		left = MsUntil(until);

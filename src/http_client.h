@@ -23,7 +23,8 @@ typedef struct HttpRequest
 	const char *source;			/* API source name, for messages */
 	const char *endpoint;		/* path shown in messages, never the full URL */
 	const char *url;			/* full URL */
-	const char *basic_user;		/* HTTP Basic user name (empty password), or NULL */
+	const char *basic_user;		/* HTTP Basic user name (empty password), or
+								 * NULL */
 	const char *api_key;		/* value of the X-API-Key header, or NULL */
 } HttpRequest;
 

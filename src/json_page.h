@@ -31,7 +31,8 @@ typedef enum JsonPageResult
 {
 	JSON_PAGE_OK,
 	JSON_PAGE_INVALID,			/* not JSON at all: maybe a transient glitch */
-	JSON_PAGE_BAD_SHAPE			/* JSON, but not the envelope the API documents */
+	JSON_PAGE_BAD_SHAPE			/* JSON, but not the envelope the API
+								 * documents */
 } JsonPageResult;
 
 extern JsonPageResult JsonReadPage(const char *body, size_t len,

@@ -241,13 +241,14 @@ SyncSource(SourceResult *res, int64 run_id)
 	char	   *prev_first = NULL;
 	SPIPlanPtr	plan;
 	const char *sql;
+	Oid			argtypes[3] = {TEXTOID, TEXTOID, INT8OID};
 
 	req.source = src->name;
 	req.endpoint = src->endpoint;
 	src->authenticate(&req, ReadApiKey(src->name));
 
 	sql = "SELECT inserted, updated, rejected FROM migrate_ext.store_page($1, $2, $3)";
-	plan = SPI_prepare(sql, 3, (Oid[]) {TEXTOID, TEXTOID, INT8OID});
+	plan = SPI_prepare(sql, 3, argtypes);
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare(\"%s\") failed: %s", sql,
 			 SPI_result_code_string(SPI_result));
@@ -370,14 +371,23 @@ SecondsBetween(TimestampTz from, TimestampTz to)
 							   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
 }
 
+/* Records received and found identical to what was stored */
+static int64
+Unchanged(const SourceResult *res)
+{
+	if (res->failed)
+		return 0;
+	return res->fetched - res->inserted - res->updated - res->rejected;
+}
+
 /* Record one source's run in migrate_ext.sync_runs */
 static void
 LogSourceRun(const SourceResult *res, int64 run_id)
 {
 	Datum		values[12];
 	char		nulls[12];
-	int64		unchanged = res->failed ? 0 :
-		res->fetched - res->inserted - res->updated - res->rejected;
+	Oid			argtypes[12] = {INT8OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
+	TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, TEXTOID};
 
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = Int64GetDatum(run_id);
@@ -389,7 +399,7 @@ LogSourceRun(const SourceResult *res, int64 run_id)
 	values[6] = Int64GetDatum(res->fetched);
 	values[7] = Int64GetDatum(res->inserted);
 	values[8] = Int64GetDatum(res->updated);
-	values[9] = Int64GetDatum(unchanged);
+	values[9] = Int64GetDatum(Unchanged(res));
 	values[10] = Int64GetDatum(res->rejected);
 	if (res->error)
 		values[11] = CStringGetTextDatum(res->error);
@@ -399,10 +409,7 @@ LogSourceRun(const SourceResult *res, int64 run_id)
 							  "(run_id, source, started_at, finished_at, status, pages, fetched, "
 							  "inserted, updated, unchanged, rejected, error) "
 							  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-							  12,
-							  (Oid[]) {INT8OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID,
-								  INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, TEXTOID},
-							  values, nulls, false, 0) != SPI_OK_INSERT)
+							  12, argtypes, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not record the sync run of %s", res->src->name);
 }
 
@@ -419,8 +426,7 @@ EmitResultRow(ReturnSetInfo *rsinfo, const SourceResult *res)
 	values[3] = Int64GetDatum(res->fetched);
 	values[4] = Int64GetDatum(res->inserted);
 	values[5] = Int64GetDatum(res->updated);
-	values[6] = Int64GetDatum(res->failed ? 0 :
-							  res->fetched - res->inserted - res->updated - res->rejected);
+	values[6] = Int64GetDatum(Unchanged(res));
 	values[7] = Int64GetDatum(res->rejected);
 	values[8] = SecondsBetween(res->started_at, res->finished_at);
 	if (res->error)

@@ -26,6 +26,7 @@ import random
 import re
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -998,6 +999,9 @@ def parse_args(argv):
     ap.add_argument("--systemeio-key", default=os.environ.get("EMU_SYSTEMEIO_KEY"))
     ap.add_argument("--xendit-cursor-param", default="last_invoice_id")
     ap.add_argument("--log")
+    ap.add_argument("--tls-cert", help="also serve HTTPS with this certificate (PEM)")
+    ap.add_argument("--tls-key", help="private key of --tls-cert (PEM)")
+    ap.add_argument("--tls-port-file", help="where to write the HTTPS port")
     args = ap.parse_args(argv)
     if not args.xendit_key or not args.systemeio_key:
         ap.error("--xendit-key and --systemeio-key are required")
@@ -1025,6 +1029,15 @@ def main(argv=None):
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    tls = None
+    if args.tls_cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        tls = Server(("127.0.0.1", 0), Handler)
+        tls.socket = ctx.wrap_socket(tls.socket, server_side=True)
+        serve(tls)
+        if args.tls_port_file:
+            write_port_file(args.tls_port_file, tls.server_address[1])
     serve(trap)
     serve(server)
     if args.trap_port_file:
@@ -1036,6 +1049,9 @@ def main(argv=None):
         pass
     server.shutdown()
     trap.shutdown()
+    if tls:
+        tls.shutdown()
+        tls.server_close()
     server.server_close()
     trap.server_close()
     if state.log:

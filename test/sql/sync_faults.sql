@@ -149,3 +149,11 @@ SELECT migrate_ext.set_api_key('systemeio', :'systemeio_key');
 -- and with everything healthy again, the marked rows are brought back in line
 SELECT source, status, inserted, updated, unchanged, rejected FROM migrate_ext.sync_raw_api_data();
 SELECT regress.marked();
+
+-- HTTPS: the server's certificate is verified; a self-signed one is refused
+-- (not retried) until migrate_ext.ca_file trusts it
+SELECT set_config('migrate_ext.xendit_base_url', current_setting('regress.emulator_tls_url'), false) IS NOT NULL AS https;
+SELECT source, status, pages, error FROM migrate_ext.sync_raw_api_data('{xendit}');
+SELECT set_config('migrate_ext.ca_file', current_setting('regress.emulator_ca_file'), false) IS NOT NULL AS trusted;
+SELECT source, status, pages, fetched, error FROM migrate_ext.sync_raw_api_data('{xendit}');
+RESET migrate_ext.ca_file;
