@@ -6,7 +6,9 @@
 EXTENSION = migrate_ext
 MODULE_big = migrate_ext
 OBJS = $(patsubst %.c,%.o,$(wildcard src/*.c))
-DATA = migrate_ext--1.0.sql
+# The install script is built from sql/, one file per concern, in name order
+DATA_built = migrate_ext--1.0.sql
+SQL_PARTS = $(sort $(wildcard sql/*.sql))
 PGFILEDESC = "migrate_ext - clean data migration from Xendit and Systeme.io"
 
 # pg_regress suites, in order (test/sql/NAME.sql, expected/NAME.out)
@@ -26,6 +28,9 @@ include $(PGXS)
 endif
 
 .PHONY: deps demo test bench
+
+migrate_ext--1.0.sql: $(SQL_PARTS)
+	cat $^ > $@
 
 # Debian packages the build, the tests and the demo need
 deps:

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# `make bench`: the benchmarks of bench/ (see bench/README.md).
+#
+#   bench/run.sh [SCALE...]     default: 1 10
+#
+# Sync throughput of migrate_ext.sync_raw_api_data() against the local API
+# emulator, next to the floor (the same records loaded from a local file),
+# with backend peak memory and the WAL of a second, no-change sync.  Each
+# scale runs in its own throwaway sandbox (scripts/sandbox.sh) under a time
+# limit (BENCH_TIMEOUT seconds per scale, default 1200).  Prints a table and
+# writes it to bench/results/sync-<date>.txt.  Exits non-zero when a step
+# fails; no server or emulator is left running.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=/usr/bin/python3
+
+# One scale in one sandbox: bench/run.sh --one SCALE OUT.json
+if [ "${1:-}" = --one ]; then
+    scale=$2 out=$3
+    . scripts/sandbox.sh
+    sandbox_start "$scale" || { echo "bench: the sandbox did not start" >&2; exit 1; }
+    export EMULATOR_PID
+    # a TERM from the time limit: stop the measuring script, then the EXIT
+    # trap of sandbox.sh stops the cluster and the emulator
+    child=""
+    trap '[ -n "$child" ] && kill "$child" 2>/dev/null; exit 130' INT TERM
+    echo "bench: scale $scale: generating the same data set as files"
+    as_postgres $PY test/emulator/generate.py --scale "$scale" --out "$SANDBOX/dataset" >/dev/null ||
+        { echo "bench: test/emulator/generate.py failed" >&2; exit 1; }
+    $PY bench/sync_bench.py measure --scale "$scale" --dataset "$SANDBOX/dataset" --out "$SANDBOX/result.json" &
+    child=$!
+    wait "$child" || { rc=$?; echo "bench: scale $scale failed; server log tail:" >&2
+                       tail -n 20 "$SANDBOX/server.log" >&2 || true; exit "$rc"; }
+    child=""
+    cp "$SANDBOX/result.json" "$out"
+    exit 0
+fi
+
+scales=("$@")
+[ ${#scales[@]} -gt 0 ] || scales=(1 10)
+for s in "${scales[@]}"; do
+    [[ "$s" =~ ^[0-9]+$ ]] && [ "$s" -ge 1 ] || { echo "usage: bench/run.sh [SCALE...]  (whole numbers >= 1)" >&2; exit 2; }
+done
+[ "$(id -u)" -eq 0 ] || [ "$(id -un)" = postgres ] ||
+    { echo "bench: run as root (the cluster runs as the postgres OS user)" >&2; exit 1; }
+[ -f migrate_ext.so ] || { echo "bench: build first (make bench does)" >&2; exit 1; }
+
+tmp=$(mktemp -d /tmp/migrate_ext_bench.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+read -r load1 _ </proc/loadavg
+echo "bench: load average $load1 before starting (another job on the 2 cores skews the numbers)"
+
+jsons=()
+for s in "${scales[@]}"; do
+    echo "bench: === scale $s ==="
+    # the limit TERMs the --one process (which cleans up), then KILLs it 60 s later
+    if ! timeout -k 60 "${BENCH_TIMEOUT:-1200}" "$0" --one "$s" "$tmp/scale$s.json"; then
+        echo "bench: FAILED at scale $s (or it exceeded BENCH_TIMEOUT=${BENCH_TIMEOUT:-1200} s)" >&2
+        exit 1
+    fi
+    jsons+=("$tmp/scale$s.json")
+done
+
+mkdir -p bench/results
+echo
+$PY bench/sync_bench.py report --results-file "bench/results/sync-$(date +%Y%m%d-%H%M%S).txt" "${jsons[@]}"
