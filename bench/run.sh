@@ -2,13 +2,16 @@
 # `make bench`: the benchmarks of bench/ (see bench/README.md).
 #
 #   bench/run.sh [SCALE...]     default: 1 10
+#   BENCH_REPEAT=3 bench/run.sh  three rounds per scale; each figure is the
+#                                fastest round (default 1)
 #
 # Sync throughput of migrate_ext.sync_raw_api_data() against the local API
 # emulator, next to the floor (the same records loaded from a local file),
 # with backend peak memory and the WAL of a second, no-change sync.  Each
 # scale runs in its own throwaway sandbox (scripts/sandbox.sh) under a time
-# limit (BENCH_TIMEOUT seconds per scale, default 1200).  Prints a table and
-# writes it to bench/results/sync-<date>.txt.  Exits non-zero when a step
+# limit (BENCH_TIMEOUT seconds per scale, default 300 + 600 per round).
+# Prints a table and writes it to bench/results/sync-<date>.txt (.json: all
+# measurements).  Exits non-zero when a step
 # fails; no server or emulator is left running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,14 +23,24 @@ if [ "${1:-}" = --one ]; then
     . scripts/sandbox.sh
     sandbox_start "$scale" || { echo "bench: the sandbox did not start" >&2; exit 1; }
     export EMULATOR_PID
+    # belt and braces: should the sandbox folder disappear under us (postmaster.pid
+    # gone), sandbox_stop could not stop the server, so stop it by its pid
+    pm_pid=$(head -n 1 "$SANDBOX/data/postmaster.pid")
+    bench_stop() {
+        sandbox_stop || true
+        if grep -qF "$SANDBOX" "/proc/$pm_pid/cmdline" 2>/dev/null; then kill -QUIT "$pm_pid" 2>/dev/null || true; fi
+        kill "$EMULATOR_PID" 2>/dev/null || true
+    }
+    trap bench_stop EXIT
     # a TERM from the time limit: stop the measuring script, then the EXIT
-    # trap of sandbox.sh stops the cluster and the emulator
+    # trap (bench_stop) stops the cluster and the emulator
     child=""
     trap '[ -n "$child" ] && kill "$child" 2>/dev/null; exit 130' INT TERM
     echo "bench: scale $scale: generating the same data set as files"
     as_postgres $PY test/emulator/generate.py --scale "$scale" --out "$SANDBOX/dataset" >/dev/null ||
         { echo "bench: test/emulator/generate.py failed" >&2; exit 1; }
-    $PY bench/sync_bench.py measure --scale "$scale" --dataset "$SANDBOX/dataset" --out "$SANDBOX/result.json" &
+    $PY bench/sync_bench.py measure --scale "$scale" --dataset "$SANDBOX/dataset" \
+        --repeat "${BENCH_REPEAT:-1}" --out "$SANDBOX/result.json" &
     child=$!
     wait "$child" || { rc=$?; echo "bench: scale $scale failed; server log tail:" >&2
                        tail -n 20 "$SANDBOX/server.log" >&2 || true; exit "$rc"; }
@@ -43,6 +56,8 @@ for s in "${scales[@]}"; do
 done
 [ "$(id -u)" -eq 0 ] || [ "$(id -un)" = postgres ] ||
     { echo "bench: run as root (the cluster runs as the postgres OS user)" >&2; exit 1; }
+[[ "${BENCH_REPEAT:-1}" =~ ^[1-9][0-9]*$ ]] || { echo "bench: BENCH_REPEAT must be a whole number >= 1" >&2; exit 2; }
+limit=${BENCH_TIMEOUT:-$((300 + 600 * ${BENCH_REPEAT:-1}))}
 [ -f migrate_ext.so ] || { echo "bench: build first (make bench does)" >&2; exit 1; }
 
 tmp=$(mktemp -d /tmp/migrate_ext_bench.XXXXXX)
@@ -54,8 +69,11 @@ jsons=()
 for s in "${scales[@]}"; do
     echo "bench: === scale $s ==="
     # the limit TERMs the --one process (which cleans up), then KILLs it 60 s later
-    if ! timeout -k 60 "${BENCH_TIMEOUT:-1200}" "$0" --one "$s" "$tmp/scale$s.json"; then
-        echo "bench: FAILED at scale $s (or it exceeded BENCH_TIMEOUT=${BENCH_TIMEOUT:-1200} s)" >&2
+    timeout -k 60 "$limit" "$0" --one "$s" "$tmp/scale$s.json" &
+    one=$!
+    trap 'kill -TERM "$one" 2>/dev/null; wait "$one"; exit 130' INT TERM
+    if ! wait "$one"; then
+        echo "bench: FAILED at scale $s (or it took more than $limit s, BENCH_TIMEOUT)" >&2
         exit 1
     fi
     jsons+=("$tmp/scale$s.json")

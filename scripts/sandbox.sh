@@ -111,6 +111,7 @@ port = 5432
 fsync = off
 synchronous_commit = off
 full_page_writes = off
+wal_level = logical
 shared_buffers = 256MB
 max_wal_size = 4GB
 log_line_prefix = '%m [%p] %u@%d '

@@ -20,6 +20,8 @@ sandbox_start 1 || { echo "0 passed, 1 failed"; exit 1; }
 
 # the data set the emulator serves, as files, for tests that compare with it
 as_postgres $PY test/emulator/generate.py --scale 1 --out "$SANDBOX/dataset" >/dev/null
+# and the contaminated production of the same people, for the Supabase-like fixture
+as_postgres $PY test/fixture/production_data.py --scale 1 --out "$SANDBOX/dataset" >/dev/null
 export DATASET_DIR="$SANDBOX/dataset"
 
 # 1. pg_regress suites

@@ -1,0 +1,189 @@
+-------------------------------------------------------------------------------
+-- Staging: validate_and_prepare_clean_data() builds schema migrate_staging
+-- from the raw tables and the rules, and writes the validation report.
+-- It reads only the raw tables, the rule tables and production; it writes
+-- only staging and its own report tables.
+-------------------------------------------------------------------------------
+
+-- The production tables the swap replaces, in dependency order
+CREATE FUNCTION migrate_ext.swapped_tables() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+BEGIN ATOMIC
+    SELECT '{unified_profiles,transactions,enrollments}'::text[];
+END;
+
+-- The column of a swapped table that says when a row was created
+CREATE FUNCTION migrate_ext.created_column(tbl text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+BEGIN ATOMIC
+    SELECT CASE tbl WHEN 'enrollments' THEN 'enrolled_at' ELSE 'created_at' END;
+END;
+
+-- The columns the rules read or write, per production table
+CREATE FUNCTION migrate_ext.required_columns() RETURNS TABLE (tbl text, col text)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+BEGIN ATOMIC
+    SELECT split_part(c, '.', 1), split_part(c, '.', 2)
+      FROM unnest('{unified_profiles.id,unified_profiles.email,unified_profiles.first_name,
+                    unified_profiles.last_name,unified_profiles.tags,unified_profiles.is_admin,
+                    unified_profiles.is_student,unified_profiles.created_at,
+                    transactions.id,transactions.user_id,transactions.amount,transactions.currency,
+                    transactions.status,transactions.payment_method,transactions.transaction_type,
+                    transactions.external_id,transactions.paid_at,transactions.settled_at,
+                    transactions.expires_at,transactions.metadata,transactions.contact_email,
+                    transactions.created_at,transactions.updated_at,
+                    enrollments.id,enrollments.user_id,enrollments.course_id,enrollments.transaction_id,
+                    enrollments.status,enrollments.enrolled_at}'::text[]) AS c;
+END;
+
+-- A fingerprint of the production tables' definitions (columns, types,
+-- NOT NULLs, defaults): staging built for another definition is stale
+CREATE FUNCTION migrate_ext.production_signature() RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT md5(string_agg(format('%s.%s:%s:%s:%s', c.relname, a.attname,
+                                 format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                                 pg_get_expr(d.adbin, d.adrelid)),
+                          ',' ORDER BY c.relname, a.attnum))
+      FROM pg_class c
+      JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+      LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
+     WHERE c.relnamespace = 'public'::regnamespace
+       AND c.relname = ANY (migrate_ext.swapped_tables());
+$$;
+
+-- Refuse to build staging from a configuration that cannot work, before
+-- anything is written: missing tables, columns or courses, no sync yet
+CREATE FUNCTION migrate_ext.check_configuration() RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT t FROM unnest(migrate_ext.swapped_tables() || '{courses}'::text[]) AS t
+              WHERE to_regclass(format('public.%I', t)) IS NULL LOOP
+        RAISE EXCEPTION 'production table public.% is missing', r.t
+              USING ERRCODE = 'undefined_table',
+                    HINT = 'validate_and_prepare_clean_data() rebuilds public.unified_profiles, transactions and enrollments, and reads public.courses; run it in the application''s database.';
+    END LOOP;
+    IF to_regclass('auth.users') IS NULL THEN
+        RAISE EXCEPTION 'table auth.users is missing'
+              USING ERRCODE = 'undefined_table',
+                    HINT = 'migrate_ext is built for a Supabase database, whose users live in auth.users.';
+    END IF;
+    FOR r IN SELECT q.tbl, q.col FROM migrate_ext.required_columns() AS q
+              WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a
+                                 WHERE a.attrelid = format('public.%I', q.tbl)::regclass
+                                   AND a.attname = q.col AND NOT a.attisdropped)
+              ORDER BY 1, 2 LOOP
+        RAISE EXCEPTION 'production column public.%.% is missing', r.tbl, r.col
+              USING ERRCODE = 'undefined_column',
+                    HINT = 'The business rules write this column; restore it, or adapt the rules before migrating.';
+    END LOOP;
+    FOR r IN SELECT p.code, p.enrollment_course FROM migrate_ext.products AS p
+              WHERE p.enrollment_course IS NOT NULL
+                AND NOT EXISTS (SELECT 1 FROM public.courses AS c WHERE c.title = p.enrollment_course)
+              ORDER BY 1 LOOP
+        RAISE EXCEPTION 'course "%" of product % does not exist', r.enrollment_course, r.code
+              USING ERRCODE = 'foreign_key_violation',
+                    HINT = 'Create the course in public.courses, or fix migrate_ext.products.enrollment_course.';
+    END LOOP;
+    FOR r IN SELECT p.code FROM migrate_ext.products AS p
+              WHERE p.enrollment_course IS NOT NULL
+                AND (SELECT count(*) FROM public.courses AS c WHERE c.title = p.enrollment_course) > 1 LOOP
+        RAISE EXCEPTION 'the course of product % is ambiguous: several courses have that title', r.code
+              USING ERRCODE = 'cardinality_violation',
+                    HINT = 'Give the courses distinct titles.';
+    END LOOP;
+    IF NOT EXISTS (SELECT 1 FROM migrate_ext.products WHERE description_pattern IS NULL) THEN
+        RAISE EXCEPTION 'migrate_ext.products has no fallback product (one with description_pattern NULL)'
+              USING ERRCODE = 'invalid_parameter_value',
+                    HINT = 'Add one, e.g. INSERT INTO migrate_ext.products (code, transaction_type) VALUES (''Other'', ''Other'');';
+    END IF;
+    FOR r IN SELECT s.source FROM unnest('{xendit,systemeio}'::text[]) AS s(source)
+              WHERE NOT EXISTS (SELECT 1 FROM migrate_ext.sync_runs AS sr
+                                 WHERE sr.source = s.source AND sr.status = 'succeeded') LOOP
+        RAISE EXCEPTION 'source % has never been synced successfully', r.source
+              USING ERRCODE = 'object_not_in_prerequisite_state',
+                    HINT = 'Run SELECT * FROM migrate_ext.sync_raw_api_data(); first.';
+    END LOOP;
+END;
+$$;
+
+-- Pairs of indexes of two tables with the same definition (duplicates
+-- paired in creation order): the staging index and its production name
+CREATE FUNCTION migrate_ext.index_pairs(prod regclass, stag regclass)
+RETURNS TABLE (staging_name name, prod_name name)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH defs AS (
+        SELECT i.indrelid, c.relname, i.indexrelid,
+               CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END ||
+               regexp_replace(pg_get_indexdef(i.indexrelid),
+                              '^CREATE (UNIQUE )?INDEX \S+ ON (ONLY )?\S+ ', '') AS def
+          FROM pg_index AS i
+          JOIN pg_class AS c ON c.oid = i.indexrelid
+         WHERE i.indrelid IN (prod, stag)
+    ), numbered AS (
+        SELECT d.*, row_number() OVER (PARTITION BY d.indrelid, d.def ORDER BY d.indexrelid) AS k
+          FROM defs AS d
+    )
+    SELECT s.relname, p.relname
+      FROM numbered AS p
+      JOIN numbered AS s ON s.def = p.def AND s.k = p.k AND s.indrelid = stag
+     WHERE p.indrelid = prod;
+$$;
+
+-- Create migrate_staging.<tbl> with production's shape: LIKE ... INCLUDING
+-- ALL, then production's index and statistics names, and no privileges for
+-- anyone but the owner
+CREATE FUNCTION migrate_ext.create_staging_table(tbl text) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    IF to_regclass(format('migrate_staging.%I', tbl)) IS NOT NULL THEN
+        EXECUTE format('DROP TABLE migrate_staging.%I', tbl);
+    END IF;
+    EXECUTE format('CREATE TABLE migrate_staging.%I (LIKE public.%I INCLUDING ALL)', tbl, tbl);
+
+    -- indexes: LIKE names them after their columns; give them production's
+    -- names, through temporary names so that no two names ever collide
+    FOR r IN SELECT * FROM migrate_ext.index_pairs(format('public.%I', tbl)::regclass,
+                                                   format('migrate_staging.%I', tbl)::regclass) LOOP
+        EXECUTE format('ALTER INDEX migrate_staging.%I RENAME TO %I', r.staging_name,
+                       'mx_tmp_' || md5(r.staging_name));
+    END LOOP;
+    FOR r IN SELECT * FROM migrate_ext.index_pairs(format('public.%I', tbl)::regclass,
+                                                   format('migrate_staging.%I', tbl)::regclass) LOOP
+        EXECUTE format('ALTER INDEX migrate_staging.%I RENAME TO %I', r.staging_name, r.prod_name);
+    END LOOP;
+
+    -- extended statistics: same, by definition
+    FOR r IN
+        SELECT s.stxname AS staging_name, p.stxname AS prod_name
+          FROM pg_statistic_ext AS p
+          JOIN pg_statistic_ext AS s
+            ON s.stxrelid = format('migrate_staging.%I', tbl)::regclass
+           AND s.stxkeys = p.stxkeys AND s.stxkind = p.stxkind
+         WHERE p.stxrelid = format('public.%I', tbl)::regclass
+    LOOP
+        EXECUTE format('ALTER STATISTICS migrate_staging.%I RENAME TO %I', r.staging_name, r.prod_name);
+    END LOOP;
+
+    -- nobody but the owner reads staging (default privileges may have granted more)
+    FOR r IN
+        SELECT DISTINCT a.grantee
+          FROM pg_class AS c, aclexplode(c.relacl) AS a
+         WHERE c.oid = format('migrate_staging.%I', tbl)::regclass AND a.grantee <> c.relowner
+    LOOP
+        EXECUTE format('REVOKE ALL ON migrate_staging.%I FROM %s', tbl,
+                       CASE WHEN r.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.grantee::regrole::text) END);
+    END LOOP;
+END;
+$$;
