@@ -139,8 +139,9 @@ SELECT count(*) AS new_users, count(*) FILTER (WHERE EXISTS (SELECT 1 FROM auth.
   FROM migrate_staging.auth_users AS n;
 -- a second run (in a new session: no view on staging) gives identical
 -- staging rows with identical ids
-CREATE TABLE regress.fingerprint AS
-    SELECT 'profile' AS k, id, md5(row(email, first_name, last_name, tags, is_student, is_admin)::text) AS h
+CREATE FUNCTION regress.staging_fingerprint() RETURNS TABLE (k text, id uuid, h text)
+LANGUAGE sql AS $$
+    SELECT 'profile', id, md5(row(email, first_name, last_name, tags, is_student, is_admin)::text)
       FROM migrate_staging.unified_profiles
     UNION ALL
     SELECT 'transaction', id, md5(row(user_id, amount, currency, status, transaction_type, external_id, paid_at,
@@ -149,20 +150,13 @@ CREATE TABLE regress.fingerprint AS
     UNION ALL
     SELECT 'enrollment', id, md5(row(user_id, course_id, transaction_id, status, enrolled_at)::text)
       FROM migrate_staging.enrollments;
+$$;
+CREATE TABLE regress.fingerprint AS SELECT * FROM regress.staging_fingerprint();
 \c regress_app postgres
 SET client_min_messages = warning;
 SET search_path = regress, public;
 SELECT count(*) FROM migrate_ext.validate_and_prepare_clean_data();
-WITH after AS (
-    SELECT 'profile' AS k, id, md5(row(email, first_name, last_name, tags, is_student, is_admin)::text) AS h
-      FROM migrate_staging.unified_profiles
-    UNION ALL
-    SELECT 'transaction', id, md5(row(user_id, amount, currency, status, transaction_type, external_id, paid_at,
-                                      settled_at, expires_at, contact_email, metadata)::text)
-      FROM migrate_staging.transactions
-    UNION ALL
-    SELECT 'enrollment', id, md5(row(user_id, course_id, transaction_id, status, enrolled_at)::text)
-      FROM migrate_staging.enrollments)
+WITH after AS (SELECT * FROM regress.staging_fingerprint())
 SELECT (SELECT count(*) FROM fingerprint) AS rows_before,
        (SELECT count(*) FROM (SELECT * FROM fingerprint EXCEPT SELECT * FROM after) AS d) AS changed_or_gone,
        (SELECT count(*) FROM (SELECT * FROM after EXCEPT SELECT * FROM fingerprint) AS d) AS changed_or_new;
