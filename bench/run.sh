@@ -4,6 +4,8 @@
 #   bench/run.sh [SCALE...]     default: 1 10
 #   BENCH_REPEAT=3 bench/run.sh  three rounds per scale; each figure is the
 #                                fastest round (default 1)
+#   bench/run.sh validate [SCALE...]   the validation benchmark instead
+#                                (bench/validate_bench.py), default: 1 10 100
 #
 # Sync throughput of migrate_ext.sync_raw_api_data() against the local API
 # emulator, next to the floor (the same records loaded from a local file),
@@ -16,6 +18,35 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=/usr/bin/python3
+
+# The validation benchmark, one scale in one sandbox: bench/run.sh --one-validate SCALE OUT.json
+# The sandbox (and its emulator, which this benchmark does not use) is started at scale 1:
+# validate_bench.py generates the data set of the scale as files and loads it without HTTP.
+if [ "${1:-}" = --one-validate ]; then
+    scale=$2 out=$3
+    . scripts/sandbox.sh
+    sandbox_start 1 || { echo "bench: the sandbox did not start" >&2; exit 1; }
+    export EMULATOR_PID
+    pm_pid=$(head -n 1 "$SANDBOX/data/postmaster.pid")
+    bench_stop() {
+        sandbox_stop || true
+        if grep -qF "$SANDBOX" "/proc/$pm_pid/cmdline" 2>/dev/null; then kill -QUIT "$pm_pid" 2>/dev/null || true; fi
+        kill "$EMULATOR_PID" 2>/dev/null || true
+    }
+    trap bench_stop EXIT
+    child=""
+    trap '[ -n "$child" ] && kill "$child" 2>/dev/null; exit 130' INT TERM
+    # the emulator is not needed: stop it now, it would only take memory
+    kill "$EMULATOR_PID" 2>/dev/null || true
+    $PY bench/validate_bench.py measure --scale "$scale" --dataset "$SANDBOX/dataset" \
+        --out "$SANDBOX/result.json" &
+    child=$!
+    wait "$child" || { rc=$?; echo "bench: scale $scale failed; server log tail:" >&2
+                       grep -v 'duration: \|^\s' "$SANDBOX/server.log" | tail -n 20 >&2 || true; exit "$rc"; }
+    child=""
+    cp "$SANDBOX/result.json" "$out"
+    exit 0
+fi
 
 # One scale in one sandbox: bench/run.sh --one SCALE OUT.json
 if [ "${1:-}" = --one ]; then
@@ -49,10 +80,17 @@ if [ "${1:-}" = --one ]; then
     exit 0
 fi
 
+mode=sync
+case "${1:-}" in
+    sync|validate) mode=$1; shift ;;
+esac
 scales=("$@")
-[ ${#scales[@]} -gt 0 ] || scales=(1 10)
+if [ ${#scales[@]} -eq 0 ]; then
+    if [ "$mode" = validate ]; then scales=(1 10 100); else scales=(1 10); fi
+fi
 for s in "${scales[@]}"; do
-    [[ "$s" =~ ^[0-9]+$ ]] && [ "$s" -ge 1 ] || { echo "usage: bench/run.sh [SCALE...]  (whole numbers >= 1)" >&2; exit 2; }
+    [[ "$s" =~ ^[0-9]+$ ]] && [ "$s" -ge 1 ] ||
+        { echo "usage: bench/run.sh [sync|validate] [SCALE...]  (whole numbers >= 1)" >&2; exit 2; }
 done
 [ "$(id -u)" -eq 0 ] || [ "$(id -un)" = postgres ] ||
     { echo "bench: run as root (the cluster runs as the postgres OS user)" >&2; exit 1; }
@@ -69,7 +107,12 @@ jsons=()
 for s in "${scales[@]}"; do
     echo "bench: === scale $s ==="
     # the limit TERMs the --one process (which cleans up), then KILLs it 60 s later
-    timeout -k 60 "$limit" "$0" --one "$s" "$tmp/scale$s.json" &
+    if [ "$mode" = validate ]; then
+        # validation: BENCH_TIMEOUT seconds per scale, default 600 + 60 per scale unit
+        timeout -k 60 "${BENCH_TIMEOUT:-$((600 + 60 * s))}" "$0" --one-validate "$s" "$tmp/scale$s.json" &
+    else
+        timeout -k 60 "$limit" "$0" --one "$s" "$tmp/scale$s.json" &
+    fi
     one=$!
     trap 'kill -TERM "$one" 2>/dev/null; wait "$one"; exit 130' INT TERM
     if ! wait "$one"; then
@@ -81,4 +124,4 @@ done
 
 mkdir -p bench/results
 echo
-$PY bench/sync_bench.py report --results-file "bench/results/sync-$(date +%Y%m%d-%H%M%S).txt" "${jsons[@]}"
+$PY "bench/${mode}_bench.py" report --results-file "bench/results/$mode-$(date +%Y%m%d-%H%M%S).txt" "${jsons[@]}"

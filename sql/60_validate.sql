@@ -346,37 +346,42 @@ BEGIN
     );
     REVOKE ALL ON migrate_staging.auth_users FROM PUBLIC;
 
-    -- profiles: production's row where there is one (every column kept),
-    -- with the names, e-mail and tags the APIs say
+    -- Rows production already has: production's row (every column kept)
+    -- with the values the APIs say laid over it (jsonb_populate_record), in
+    -- one INSERT, so that a constraint sees the final row.  Then new rows.
     PERFORM migrate_ext.insert_reporting(v_run, 'unified_profiles',
-        'INSERT INTO migrate_staging.unified_profiles SELECT p.* FROM public.unified_profiles AS p
-          WHERE p.id IN (SELECT id FROM pg_temp.mx_user) AND ($1::text IS NULL OR p.id::text = $1)',
+        'INSERT INTO migrate_staging.unified_profiles
+         SELECT r.* FROM public.unified_profiles AS p
+           JOIN pg_temp.mx_user AS u ON u.id = p.id
+           LEFT JOIN pg_temp.mx_person AS pe ON pe.email = u.email
+          CROSS JOIN LATERAL jsonb_populate_record(p, jsonb_build_object(
+                    ''email'', u.email, ''first_name'', coalesce(pe.first_name, p.first_name),
+                    ''last_name'', coalesce(pe.last_name, p.last_name), ''tags'', coalesce(pe.tags, p.tags))) AS r
+          WHERE ($1::text IS NULL OR p.id::text = $1)',
         'SELECT p.id::text AS key, p.email, ''production'' AS source FROM public.unified_profiles AS p
           WHERE p.id IN (SELECT id FROM pg_temp.mx_user)');
     PERFORM migrate_ext.insert_reporting(v_run, 'unified_profiles',
         'INSERT INTO migrate_staging.unified_profiles (id, email, first_name, last_name, tags, created_at)
-         SELECT u.id, u.email, pe.first_name, pe.last_name, pe.tags,
-                u.created_at
+         SELECT u.id, u.email, pe.first_name, pe.last_name, pe.tags, u.created_at
            FROM pg_temp.mx_user AS u LEFT JOIN pg_temp.mx_person AS pe ON pe.email = u.email
-          WHERE NOT EXISTS (SELECT 1 FROM migrate_staging.unified_profiles AS s WHERE s.id = u.id)
+          WHERE NOT EXISTS (SELECT 1 FROM public.unified_profiles AS p WHERE p.id = u.id)
             AND ($1::text IS NULL OR u.id::text = $1)',
-        'SELECT u.id::text AS key, u.email, ''api'' AS source FROM pg_temp.mx_user AS u');
-    UPDATE migrate_staging.unified_profiles AS s
-       SET email = u.email,
-           first_name = coalesce(pe.first_name, s.first_name),
-           last_name = coalesce(pe.last_name, s.last_name),
-           tags = coalesce(pe.tags, s.tags)
-      FROM pg_temp.mx_user AS u LEFT JOIN pg_temp.mx_person AS pe ON pe.email = u.email
-     WHERE s.id = u.id
-       AND (s.email, s.first_name, s.last_name, s.tags) IS DISTINCT FROM
-           (u.email, coalesce(pe.first_name, s.first_name), coalesce(pe.last_name, s.last_name), coalesce(pe.tags, s.tags));
+        'SELECT u.id::text AS key, u.email, ''api'' AS source FROM pg_temp.mx_user AS u
+          WHERE NOT EXISTS (SELECT 1 FROM public.unified_profiles AS p WHERE p.id = u.id)');
 
-    -- transactions
     PERFORM migrate_ext.insert_reporting(v_run, 'transactions',
-        'INSERT INTO migrate_staging.transactions SELECT p.* FROM public.transactions AS p
-          WHERE p.id IN (SELECT id FROM pg_temp.mx_tx) AND ($1::text IS NULL OR p.id::text = $1)',
-        'SELECT p.id::text AS key, p.contact_email AS email, ''production'' AS source FROM public.transactions AS p
-          WHERE p.id IN (SELECT id FROM pg_temp.mx_tx)');
+        'INSERT INTO migrate_staging.transactions
+         SELECT r.* FROM public.transactions AS p
+           JOIN pg_temp.mx_tx AS t ON t.id = p.id
+          CROSS JOIN LATERAL jsonb_populate_record(p, jsonb_build_object(
+                    ''user_id'', t.user_id, ''amount'', t.amount, ''currency'', t.currency, ''status'', t.status,
+                    ''payment_method'', t.payment_method, ''transaction_type'', t.transaction_type,
+                    ''external_id'', t.external_id, ''paid_at'', t.paid_at, ''settled_at'', t.settled_at,
+                    ''expires_at'', t.expires_at, ''contact_email'', t.email,
+                    ''metadata'', coalesce(p.metadata, ''{}''::jsonb) || t.metadata)) AS r
+          WHERE ($1::text IS NULL OR p.id::text = $1)',
+        'SELECT t.id::text AS key, t.email, t.source FROM pg_temp.mx_tx AS t
+          WHERE EXISTS (SELECT 1 FROM public.transactions AS p WHERE p.id = t.id)');
     PERFORM migrate_ext.insert_reporting(v_run, 'transactions',
         'INSERT INTO migrate_staging.transactions
                 (id, user_id, amount, currency, status, payment_method, transaction_type, external_id,
@@ -385,41 +390,35 @@ BEGIN
                 t.external_id, t.paid_at, t.settled_at, t.expires_at, t.metadata, t.email,
                 t.created_at, t.updated_at
            FROM pg_temp.mx_tx AS t
-          WHERE NOT EXISTS (SELECT 1 FROM migrate_staging.transactions AS s WHERE s.id = t.id)
+          WHERE NOT EXISTS (SELECT 1 FROM public.transactions AS p WHERE p.id = t.id)
             AND ($1::text IS NULL OR t.id::text = $1)',
-        'SELECT t.id::text AS key, t.email, t.source FROM pg_temp.mx_tx AS t');
-    UPDATE migrate_staging.transactions AS s
-       SET user_id = t.user_id, amount = t.amount, currency = t.currency, status = t.status,
-           payment_method = t.payment_method, transaction_type = t.transaction_type,
-           external_id = t.external_id, paid_at = t.paid_at, settled_at = t.settled_at,
-           expires_at = t.expires_at, metadata = coalesce(s.metadata, '{}'::jsonb) || t.metadata,
-           contact_email = t.email
-      FROM pg_temp.mx_tx AS t
-     WHERE s.id = t.id;
+        'SELECT t.id::text AS key, t.email, t.source FROM pg_temp.mx_tx AS t
+          WHERE NOT EXISTS (SELECT 1 FROM public.transactions AS p WHERE p.id = t.id)');
 
-    -- enrollments
     PERFORM migrate_ext.insert_reporting(v_run, 'enrollments',
-        'INSERT INTO migrate_staging.enrollments SELECT p.* FROM public.enrollments AS p
-          WHERE p.id IN (SELECT id FROM pg_temp.mx_enroll) AND ($1::text IS NULL OR p.id::text = $1)',
-        'SELECT p.id::text AS key, NULL::text AS email, ''production'' AS source FROM public.enrollments AS p
-          WHERE p.id IN (SELECT id FROM pg_temp.mx_enroll)');
+        'INSERT INTO migrate_staging.enrollments
+         SELECT r.* FROM public.enrollments AS p
+           JOIN pg_temp.mx_enroll AS e ON e.id = p.id
+          CROSS JOIN LATERAL jsonb_populate_record(p, jsonb_build_object(
+                    ''transaction_id'', coalesce(p.transaction_id, e.transaction_id))) AS r
+          WHERE ($1::text IS NULL OR p.id::text = $1)',
+        'SELECT e.id::text AS key, e.email, ''production'' AS source FROM pg_temp.mx_enroll AS e
+          WHERE EXISTS (SELECT 1 FROM public.enrollments AS p WHERE p.id = e.id)');
     PERFORM migrate_ext.insert_reporting(v_run, 'enrollments',
         'INSERT INTO migrate_staging.enrollments (id, user_id, course_id, transaction_id, status, enrolled_at)
          SELECT e.id, e.user_id, e.course_id, e.transaction_id, ''active'', e.enrolled_at
            FROM pg_temp.mx_enroll AS e
-          WHERE NOT EXISTS (SELECT 1 FROM migrate_staging.enrollments AS s WHERE s.id = e.id)
+          WHERE NOT EXISTS (SELECT 1 FROM public.enrollments AS p WHERE p.id = e.id)
             AND ($1::text IS NULL OR e.id::text = $1)',
-        'SELECT e.id::text AS key, e.email, ''api'' AS source FROM pg_temp.mx_enroll AS e');
-    UPDATE migrate_staging.enrollments AS s
-       SET transaction_id = coalesce(s.transaction_id, e.transaction_id)
-      FROM pg_temp.mx_enroll AS e WHERE s.id = e.id AND s.transaction_id IS NULL;
-    UPDATE migrate_staging.unified_profiles AS s SET is_student = true
-     WHERE NOT s.is_student AND EXISTS (SELECT 1 FROM migrate_staging.enrollments AS e WHERE e.user_id = s.id);
+        'SELECT e.id::text AS key, e.email, ''api'' AS source FROM pg_temp.mx_enroll AS e
+          WHERE NOT EXISTS (SELECT 1 FROM public.enrollments AS p WHERE p.id = e.id)');
 
     ---------------------------------------------------------------------------
     -- Nothing is lost: carry production rows over
     ---------------------------------------------------------------------------
     PERFORM migrate_ext.carry_over(v_run, v_sync_started);
+    UPDATE migrate_staging.unified_profiles AS s SET is_student = true
+     WHERE NOT s.is_student AND EXISTS (SELECT 1 FROM migrate_staging.enrollments AS e WHERE e.user_id = s.id);
 
     -- new auth users: the profiles whose id no auth user has
     INSERT INTO migrate_staging.auth_users (id, email, first_name, last_name, created_at)

@@ -292,6 +292,20 @@ SELECT count(*) FROM migrate_ext.validate_and_prepare_clean_data();
 SELECT q.rule, q.email, q.detail FROM last_issues AS q WHERE q.email = 'new.signup@gmail.com';
 SELECT count(*) AS carried_signup FROM migrate_staging.unified_profiles WHERE id = '11111111-2222-3333-4444-555555555555';
 
+-- staging rows that would break a CHECK or a foreign key of production are errors, one per row
+ALTER TABLE public.transactions ADD CONSTRAINT regress_amount_cap CHECK (amount < 100000) NOT VALID;
+CREATE TABLE public.regress_transaction_types (code text PRIMARY KEY);
+INSERT INTO public.regress_transaction_types VALUES ('P2P'), ('Canva');
+ALTER TABLE public.transactions ADD CONSTRAINT regress_type_fk FOREIGN KEY (transaction_type)
+    REFERENCES public.regress_transaction_types NOT VALID;
+SELECT count(*) FROM migrate_ext.validate_and_prepare_clean_data();
+SELECT q.severity, q.rule, q.source, count(*), min(regexp_replace(q.detail, '"[0-9a-f-]{36}"', '"..."')) AS example
+  FROM last_issues AS q WHERE q.rule IN ('constraint_violation', 'foreign_key') GROUP BY 1, 2, 3 ORDER BY 2, 3;
+SELECT (SELECT count(*) FROM paid_invoice WHERE NOT left_out AND amount >= 100000) AS invoices_over_cap,
+       (SELECT count(*) FROM migrate_staging.transactions WHERE amount >= 100000) AS staged_over_cap,
+       (SELECT count(*) FROM migrate_staging.transactions WHERE transaction_type NOT IN ('P2P', 'Canva')) AS staged_other_types;
+ALTER TABLE public.transactions DROP CONSTRAINT regress_amount_cap, DROP CONSTRAINT regress_type_fk;
+
 -- Clean up
 \c :regress_db supabase_admin
 DROP DATABASE regress_app;
