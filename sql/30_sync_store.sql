@@ -30,10 +30,9 @@ CREATE FUNCTION migrate_ext.contact_field(fields jsonb, slug text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 BEGIN ATOMIC
     SELECT CASE pg_catalog.jsonb_typeof(fields)
-             WHEN 'array' THEN (SELECT f ->> 'value'
-                                  FROM pg_catalog.jsonb_array_elements(fields) AS f
-                                 WHERE pg_catalog.jsonb_typeof(f) = 'object' AND f ->> 'slug' = slug
-                                 LIMIT 1)
+             WHEN 'array' THEN pg_catalog.jsonb_path_query_first(
+                                   fields, '$[*] ? (@.slug == $slug).value',
+                                   pg_catalog.jsonb_build_object('slug', slug)) #>> '{}'
              WHEN 'object' THEN fields ->> slug
            END;
 END;
