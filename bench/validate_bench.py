@@ -49,7 +49,8 @@ SOURCES = sb.SOURCES
 KB, MB = sb.KB, sb.MB
 # a validation at scale 100 runs for minutes: longer limits than the sync benchmark's
 sb.STATEMENT_TIMEOUT = os.environ.get("BENCH_STATEMENT_TIMEOUT", "3600s")
-SESSION_TIMEOUT = int(os.environ.get("BENCH_SESSION_TIMEOUT", "3900"))
+VALIDATE_TIMEOUT = int(os.environ.get("BENCH_VALIDATE_TIMEOUT", "1200"))   # one validation run, s
+RERUN_MAX = int(os.environ.get("BENCH_RERUN_MAX", "600"))   # re-run and profile only below this
 LOAD_TIMEOUT = int(os.environ.get("BENCH_LOAD_TIMEOUT", "3600"))      # one generator or load step
 PROFILE = os.environ.get("BENCH_PROFILE", "1") != "0"
 EXPLAIN_MIN_MS = int(os.environ.get("BENCH_EXPLAIN_MIN_MS", "10"))
@@ -219,34 +220,88 @@ def counts(kind):
 # Step 4: the validation runs
 
 VALIDATE_BODY = r"""
-{prelude}
+LOAD 'auto_explain';
+SET auto_explain.log_min_duration = {ms};
+SET auto_explain.log_nested_statements = on;
+SET auto_explain.log_analyze = {analyze};
+SET auto_explain.log_timing = on;
+SET auto_explain.log_buffers = off;
+SET auto_explain.log_format = text;
 SET ROLE postgres;
+SET statement_timeout = '{timeout}s';
 SELECT clock_timestamp() AS t0 \gset
 SELECT 'report', section, item, rows, amount, replace(coalesce(detail, ''), E'\n', ' ')
   FROM migrate_ext.validate_and_prepare_clean_data();
 SELECT 'total', extract(epoch FROM clock_timestamp() - :'t0'::timestamptz);
 RESET ROLE;
+RESET statement_timeout;
 """
 
-PROFILE_PRELUDE = """
-LOAD 'auto_explain';
-SET auto_explain.log_min_duration = {ms};
-SET auto_explain.log_nested_statements = on;
-SET auto_explain.log_analyze = on;
-SET auto_explain.log_timing = on;
-SET auto_explain.log_buffers = off;
-SET auto_explain.log_format = text;
-"""
+
+def validation_session(app, body, timeout):
+    """sync_bench.measured_session, but a failing statement (a statement_timeout) does not end the
+    session: the memory and CPU readings after it are still taken.  Returns (rows, info, error)."""
+    script = "\n".join([
+        "SET application_name = '%s';" % app,
+        "SET client_min_messages = warning;",
+        "LOAD 'migrate_ext';",
+        sb.PROC_SELF.format(tag="proc_before"),
+        "SELECT pg_sleep(0.5);",
+        "SELECT 'sampler_ready';",
+        body,
+        sb.PROC_SELF.format(tag="proc_after"),
+    ])
+    sampler = sb.Sampler(DB, app)
+    sampler.start()
+    try:
+        p = subprocess.run([sb.PSQL, "-X", "-q", "-At", "-F", sb.SEP, "-v", "ON_ERROR_STOP=0", "-d", DB],
+                           input=script + "\n", capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise BenchError("the validation session %s did not finish within %d s" % (app, timeout))
+    finally:
+        sampler.stop.set()
+        sampler.join(5)
+    if sampler.error:
+        raise BenchError(sampler.error)
+    if sampler.pid is None or sampler.samples == 0:
+        raise BenchError("could not sample the memory of the backend of %s" % app)
+    rows = [line.split(sb.SEP) for line in p.stdout.splitlines() if line]
+    before = sb.proc_row(next(r for r in rows if r[0] == "proc_before"))
+    after = sb.proc_row(next(r for r in rows if r[0] == "proc_after"))
+    info = {
+        "backend_pid": sampler.pid,
+        "baseline_vmhwm_mb": before["vmhwm_kb"] / KB,
+        "baseline_rssanon_mb": before["rssanon_kb"] / KB,
+        "peak_mb": (after["vmhwm_kb"] - before["vmhwm_kb"]) / KB,
+        "private_mb": (max(sampler.max_anon, after["rssanon_kb"]) - before["rssanon_kb"]) / KB,
+        "memory_samples": sampler.samples,
+        "backend_cpu_s": after["cpu_s"] - before["cpu_s"],
+    }
+    error = p.stderr.strip() if ("ERROR:" in p.stderr or p.returncode != 0) else None
+    return [r for r in rows if r[0] not in ("proc_before", "proc_after", "sampler_ready")], info, error
 
 
 def run_validation(app, profile=False):
-    prelude = PROFILE_PRELUDE.format(ms=EXPLAIN_MIN_MS) if profile else ""
+    """One SELECT * FROM validate_and_prepare_clean_data() as postgres in a new session, with
+    auto_explain timing every statement inside it (log_analyze only when profile)."""
     log_path = os.path.join(os.environ.get("SANDBOX", ""), "server.log")
-    log_offset = os.path.getsize(log_path) if profile and os.path.exists(log_path) else None
-    rows, info = sb.measured_session(DB, app, VALIDATE_BODY.format(prelude=prelude),
-                                     timeout=SESSION_TIMEOUT)
+    log_offset = os.path.getsize(log_path)
+    body = VALIDATE_BODY.format(ms=EXPLAIN_MIN_MS, analyze="on" if profile else "off",
+                                timeout=VALIDATE_TIMEOUT)
+    rows, info, error = validation_session(app, body, VALIDATE_TIMEOUT + 600)
     (secs,), = sb.tagged(rows, "total")
     info["seconds"] = float(secs)
+    info["statements"] = slow_statements(log_path, log_offset, info["backend_pid"])
+    if error:
+        if "statement timeout" not in error:
+            raise BenchError("the validation failed: %s" % error[-2000:])
+        frames = re.findall(r"^(?:CONTEXT:\s+)?((?:PL/pgSQL|SQL) function .*)$", error, re.M)
+        frames = [re.sub(r"^PL/pgSQL function ", "", f.strip()) for f in frames]
+        info.update({"timed_out": True, "error": error,
+                     "cancelled_in": frames[0] if frames else "?",
+                     "cancelled_at": frames[-1] if frames else "?"})
+        return info
+    info["timed_out"] = False
     info["report"] = [{"section": r[0], "item": r[1], "rows": int(r[2]) if r[2] else None,
                        "amount": r[3] or None, "detail": r[4]} for r in sb.tagged(rows, "report")]
     last = sb.psql("""
@@ -264,8 +319,6 @@ def run_validation(app, profile=False):
                  "rules": [[sev, rule, int(n)] for sev, rule, n in sb.tagged(last, "rules")]})
     info["issues_total"] = sum(info["issues"].values())
     info["staging"] = counts("staging")
-    if profile:
-        info["statements"] = slow_statements(log_path, log_offset, info["backend_pid"])
     return info
 
 
@@ -349,24 +402,40 @@ def measure(args):
     out["raw"] = counts("raw")
     out["production"] = counts("production")
 
-    log("scale %s: validate_and_prepare_clean_data(), first run" % args.scale)
-    out["first"] = run_validation("bench_validate_1")
-    log("  %.2f s, %d issues" % (out["first"]["seconds"], out["first"]["issues_total"]))
-    log("scale %s: validate_and_prepare_clean_data(), re-run" % args.scale)
-    out["rerun"] = run_validation("bench_validate_2")
-    log("  %.2f s, %d issues" % (out["rerun"]["seconds"], out["rerun"]["issues_total"]))
-    # same inputs, same staging: a re-run draws no new id
-    for k in ("first", "rerun"):
-        if out[k]["staging"]["migrate_staging.unified_profiles"] == 0:
-            raise BenchError("the %s validation staged no profile" % k)
-    if out["first"]["staging"] != out["rerun"]["staging"]:
-        raise BenchError("the re-run staged other counts: %s, then %s"
-                         % (out["first"]["staging"], out["rerun"]["staging"]))
-    if PROFILE:
-        log("scale %s: a third run with auto_explain (statements over %d ms, with ANALYZE)"
-            % (args.scale, EXPLAIN_MIN_MS))
-        out["profile"] = run_validation("bench_validate_3", profile=True)
-        log("  %.2f s, %d statements logged" % (out["profile"]["seconds"], len(out["profile"]["statements"])))
+    out["validate_timeout"] = VALIDATE_TIMEOUT
+    out["rerun_max"] = RERUN_MAX
+    log("scale %s: validate_and_prepare_clean_data(), first run (limit %d s)" % (args.scale, VALIDATE_TIMEOUT))
+    out["first"] = first = run_validation("bench_validate_1")
+    if first["timed_out"]:
+        log("  cancelled by statement_timeout after %.0f s in %s" % (first["seconds"], first["cancelled_in"]))
+        out["skipped"] = ("the first run did not finish within BENCH_VALIDATE_TIMEOUT (%d s): no re-run"
+                          % VALIDATE_TIMEOUT)
+    else:
+        log("  %.2f s, %d issues" % (first["seconds"], first["issues_total"]))
+        if first["staging"]["migrate_staging.unified_profiles"] == 0:
+            raise BenchError("the first validation staged no profile")
+        if first["seconds"] > RERUN_MAX:
+            out["skipped"] = ("the first run took %.0f s, more than BENCH_RERUN_MAX (%d s): no re-run and no"
+                              " profiled run" % (first["seconds"], RERUN_MAX))
+    if "skipped" in out:
+        log("  " + out["skipped"])
+    else:
+        log("scale %s: validate_and_prepare_clean_data(), re-run" % args.scale)
+        out["rerun"] = rerun = run_validation("bench_validate_2")
+        if rerun["timed_out"]:
+            raise BenchError("the re-run did not finish within %d s (the first run took %.0f s)"
+                             % (VALIDATE_TIMEOUT, first["seconds"]))
+        log("  %.2f s, %d issues" % (rerun["seconds"], rerun["issues_total"]))
+        # same inputs, same staging: a re-run draws no new id
+        if first["staging"] != rerun["staging"]:
+            raise BenchError("the re-run staged other counts: %s, then %s" % (first["staging"], rerun["staging"]))
+        if PROFILE:
+            log("scale %s: a third run with auto_explain's ANALYZE (statements over %d ms)"
+                % (args.scale, EXPLAIN_MIN_MS))
+            out["profile"] = run_validation("bench_validate_3", profile=True)
+            if out["profile"]["timed_out"]:
+                raise BenchError("the profiled run did not finish within %d s" % VALIDATE_TIMEOUT)
+            log("  %.2f s" % out["profile"]["seconds"])
     with open(args.out, "w") as f:
         json.dump(out, f, indent=2)
 
@@ -376,6 +445,23 @@ def measure(args):
 
 def short(q, n):
     return q if len(q) <= n else q[:n - 3] + "..."
+
+
+def top_statements(w, run, title):
+    """The TOP statements with the most self time (nested ones: depth > 0)."""
+    st = run["statements"]
+    w("  %s" % title)
+    for s in [s for s in st if s["depth"] > 0][:TOP]:
+        w("    self %8.2f s (total %8.2f s)  %s" % (s["self_ms"] / 1000, s["ms"] / 1000, short(s["where"], 90)))
+        w("        %s" % short(s["query"], 150))
+    outer = [s for s in st if s["depth"] == 0]
+    if outer:
+        w("    in no statement over the threshold (short statements, DDL, CREATE INDEX, ANALYZE): %.2f s"
+          % (outer[0]["self_ms"] / 1000))
+    jit = [s for s in st if s.get("jit_ms")]
+    if jit:
+        w("    JIT compilation in %d of the logged statements: %.2f s"
+          % (len(jit), sum(s["jit_ms"] for s in jit) / 1000))
 
 
 def report(args):
@@ -393,21 +479,34 @@ def report(args):
     w("")
     w("validate_and_prepare_clean_data(), as role postgres, each run in a new session:")
     hdr = ("scale", "raw records", "production rows", "first s", "re-run s", "CPU s", "private MB", "issues")
-    fmt = "%5s | %11s | %15s | %7s | %8s | %11s | %11s | %s"
+    fmt = "%5s | %11s | %15s | %8s | %8s | %13s | %10s | %s"
     w(fmt % hdr)
     w("-" * (len(fmt % hdr) + 12))
     for r in runs:
-        f, re_ = r["first"], r["rerun"]
-        w(fmt % (r["scale"], sum(r["raw"].values()), sum(r["production"].values()),
-                 "%.2f" % f["seconds"], "%.2f" % re_["seconds"],
-                 "%.1f/%.1f" % (f["backend_cpu_s"], re_["backend_cpu_s"]),
-                 "%.0f/%.0f" % (f["private_mb"], re_["private_mb"]),
-                 "%d (%d errors, %d warnings)" % (f["issues_total"], f["errors"], f["warnings"])))
+        f, re_ = r["first"], r.get("rerun")
+        if f["timed_out"]:
+            first_s, issues = "> %.0f" % f["seconds"], "(cancelled by statement_timeout)"
+        else:
+            first_s = "%.2f" % f["seconds"]
+            issues = "%d (%d errors, %d warnings)" % (f["issues_total"], f["errors"], f["warnings"])
+        cpu = "%.1f" % f["backend_cpu_s"] + ("/%.1f" % re_["backend_cpu_s"] if re_ else "")
+        mem = "%.0f" % f["private_mb"] + ("/%.0f" % re_["private_mb"] if re_ else "")
+        w(fmt % (r["scale"], sum(r["raw"].values()), sum(r["production"].values()), first_s,
+                 "%.2f" % re_["seconds"] if re_ else "-", cpu, mem, issues))
     w("")
     w("raw records = xendit_raw + systemeio_raw; production rows = auth.users + unified_profiles +")
-    w("transactions + enrollments; CPU s and private MB: first run/re-run, the backend's CPU time and")
-    w("its highest RssAnon (10 ms samples) less RssAnon before; issues: rows of validation_issues of")
-    w("the first run (the re-run reports the same numbers unless noted below).")
+    w("transactions + enrollments; first s / re-run s: wall time of the SELECT (server clock); the")
+    w("re-run finds every id in identity_map.  CPU s and private MB: first run/re-run, the backend's")
+    w("CPU time and its highest RssAnon (10 ms samples) less RssAnon before.  issues: rows of")
+    w("validation_issues of the first run (the re-run reports the same unless noted below).")
+    for r in runs:
+        if r.get("skipped"):
+            w("scale %s: %s." % (r["scale"], r["skipped"]))
+        if r["first"]["timed_out"]:
+            f = r["first"]
+            w("scale %s: the first run was cancelled after %.0f s in %s%s." % (
+                r["scale"], f["seconds"], f["cancelled_in"],
+                "" if f["cancelled_in"] == f["cancelled_at"] else ", inside " + f["cancelled_at"]))
     w("")
     w("Rows:")
     fmt2 = "%5s | %9s %9s | %9s %9s %9s %9s | %9s %9s %9s %9s | %9s"
@@ -415,24 +514,27 @@ def report(args):
               "profiles", "transact", "enroll", "new auth", "id map"))
     w(fmt2 % ("", "raw", "raw", "production", "", "", "", "staging", "", "", "", ""))
     for r in runs:
-        p, s = r["production"], r["first"]["staging"]
-        w(fmt2 % (r["scale"], r["raw"]["migrate_ext.xendit_raw"], r["raw"]["migrate_ext.systemeio_raw"],
-                  p["auth.users"], p["public.unified_profiles"], p["public.transactions"],
-                  p["public.enrollments"], s["migrate_staging.unified_profiles"],
-                  s["migrate_staging.transactions"], s["migrate_staging.enrollments"],
-                  s["migrate_staging.auth_users"], s["migrate_ext.identity_map"]))
+        p, s = r["production"], r["first"].get("staging")
+        st = (s["migrate_staging.unified_profiles"], s["migrate_staging.transactions"],
+              s["migrate_staging.enrollments"], s["migrate_staging.auth_users"],
+              s["migrate_ext.identity_map"]) if s else ("-",) * 5
+        w(fmt2 % ((r["scale"], r["raw"]["migrate_ext.xendit_raw"], r["raw"]["migrate_ext.systemeio_raw"],
+                   p["auth.users"], p["public.unified_profiles"], p["public.transactions"],
+                   p["public.enrollments"]) + st))
     w("")
     w("Issues by severity and rule (first run):")
     for r in runs:
+        if r["first"]["timed_out"]:
+            continue
         w("  scale %-3s %s" % (r["scale"], "; ".join("%s %s %d" % tuple(x) for x in r["first"]["rules"])))
-        if r["rerun"]["rules"] != r["first"]["rules"]:
+        if r.get("rerun") and r["rerun"]["rules"] != r["first"]["rules"]:
             w("            re-run: %s" % "; ".join("%s %s %d" % tuple(x) for x in r["rerun"]["rules"]))
     w("")
     w("Preparation (not part of the validation time):")
     for r in runs:
         pr, ld = r["prepare"], r["load"]
         recs = sum(s["records"] for s in ld["sources"].values())
-        w("  scale %-3s generate.py %.1f s (peak %.0f MB), production_data.py %.1f s (peak %.0f MB);"
+        w("  scale %-3s generate.py %.1f s (peak RSS %.0f MB), production_data.py %.1f s (peak RSS %.0f MB);"
           % (r["scale"], pr["generate"]["seconds"], pr["generate"]["max_rss_mb"],
              pr["production_data"]["seconds"], pr["production_data"]["max_rss_mb"]))
         w("            production.sql (%.0f MB) loaded in %.1f s; %d records stored with store_page()"
@@ -440,32 +542,20 @@ def report(args):
         w("            in pages of %d in %.1f s (%.0f records/s); VACUUM ANALYZE %.1f s"
           % (r["page"], ld["seconds"], recs / ld["seconds"], ld["vacuum_analyze_seconds"]))
     w("")
-    w("Memory: peak MB (VmHWM after - before, counts the shared buffers first touched) first/re-run:")
-    w("  " + "; ".join("scale %s %.0f/%.0f MB" % (r["scale"], r["first"]["peak_mb"], r["rerun"]["peak_mb"])
+    w("Memory: peak MB (VmHWM after - before: counts the shared buffers first touched), first/re-run:")
+    w("  " + "; ".join("scale %s %.0f%s MB" % (r["scale"], r["first"]["peak_mb"],
+                                               "/%.0f" % r["rerun"]["peak_mb"] if r.get("rerun") else "")
                       for r in runs))
-    prof = [r for r in runs if "profile" in r]
-    if prof:
-        w("")
-        w("Slowest statements (a third run, a re-run, with auto_explain: log_analyze on, nested")
-        w("statements over %s ms; self = the statement's time less the logged statements inside it):"
-          % first.get("explain_min_ms"))
-        for r in prof:
-            p = r["profile"]
-            w("  scale %s: profiled run %.2f s (unprofiled re-run %.2f s), %d statements logged"
-              % (r["scale"], p["seconds"], r["rerun"]["seconds"], len(p["statements"])))
-            top = [s for s in p["statements"] if s["depth"] > 0][:TOP]
-            outer = [s for s in p["statements"] if s["depth"] == 0]
-            for s in top:
-                w("    self %8.2f s (total %8.2f s)  %s" % (s["self_ms"] / 1000, s["ms"] / 1000,
-                                                             short(s["where"], 90)))
-                w("        %s" % short(s["query"], 150))
-            if outer:
-                w("    not in any statement over the threshold (short statements, DDL, CREATE INDEX,"
-                  " ANALYZE): %.2f s" % (outer[0]["self_ms"] / 1000))
-            jit = [s for s in p["statements"] if s["jit_ms"]]
-            if jit:
-                w("    JIT compilation in %d of the logged statements: %.2f s"
-                  % (len(jit), sum(s["jit_ms"] for s in jit) / 1000))
+    w("")
+    w("Slowest statements inside the function (auto_explain, log_nested_statements, over %s ms;"
+      % first.get("explain_min_ms"))
+    w("self = the statement's time less the logged statements inside it):")
+    for r in runs:
+        top_statements(w, r["first"], "scale %s, first run (%s s):" % (
+            r["scale"], ("> %.0f" if r["first"]["timed_out"] else "%.2f") % r["first"]["seconds"]))
+        if r.get("profile"):
+            top_statements(w, r["profile"], "scale %s, a third run with auto_explain.log_analyze (%.2f s):"
+                           % (r["scale"], r["profile"]["seconds"]))
     text = "\n".join(lines) + "\n"
     sys.stdout.write(text)
     if args.results_file:

@@ -1,0 +1,86 @@
+-------------------------------------------------------------------------------
+-- The swap's inventory: everything that depends on a swapped production
+-- table, and what the swap would not know how to carry (it must refuse,
+-- naming the object, before it changes anything: fail closed)
+-------------------------------------------------------------------------------
+
+-- Every dependent of the swapped production tables, from pg_depend: on the
+-- table itself and on its row type and array type
+CREATE FUNCTION migrate_ext.swap_dependents()
+RETURNS TABLE (tbl text, catalog regclass, deptype "char", object text, objid oid, objsubid integer)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.relname::text, d.classid::regclass, d.deptype,
+           pg_describe_object(d.classid, d.objid, d.objsubid), d.objid, d.objsubid
+      FROM pg_class AS c
+      JOIN pg_type AS ty ON ty.oid = c.reltype
+      JOIN pg_depend AS d
+        ON (d.refclassid = 'pg_class'::regclass AND d.refobjid = c.oid)
+        OR (d.refclassid = 'pg_type'::regclass AND d.refobjid IN (c.reltype, ty.typarray))
+     WHERE c.relnamespace = 'public'::regnamespace
+       AND c.relname = ANY (migrate_ext.swapped_tables());
+$$;
+
+-- What the swap cannot carry, one row per object, with the reason and what
+-- to do; an empty result means the swap may go ahead
+CREATE FUNCTION migrate_ext.swap_refusals()
+RETURNS TABLE (tbl text, object text, reason text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- kinds of dependents the swap does not handle at all
+    SELECT d.tbl, d.object,
+           format('depends on public.%s through %s, which the swap does not carry; drop it before the launch and re-create it after',
+                  d.tbl, d.catalog)
+      FROM migrate_ext.swap_dependents() AS d
+     WHERE d.catalog NOT IN ('pg_type'::regclass, 'pg_class'::regclass, 'pg_constraint'::regclass,
+                             'pg_rewrite'::regclass, 'pg_trigger'::regclass, 'pg_policy'::regclass,
+                             'pg_statistic_ext'::regclass, 'pg_publication_rel'::regclass,
+                             'pg_proc'::regclass, 'pg_attrdef'::regclass, 'pg_inherits'::regclass)
+    UNION ALL
+    -- rules on the table itself (a view's own _RETURN rule is a view, handled)
+    SELECT c.relname::text, format('rule %s on public.%s', r.rulename, c.relname),
+           'a rule rewrites statements on the table and would not follow the swap; drop it before the launch and re-create it after'
+      FROM pg_rewrite AS r JOIN pg_class AS c ON c.oid = r.ev_class
+     WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY (migrate_ext.swapped_tables())
+       AND r.rulename <> '_RETURN'
+    UNION ALL
+    -- partitioning and inheritance
+    SELECT c.relname::text, format('table public.%s', c.relname),
+           'a partitioned table cannot be swapped by renaming; migrate its partitions instead'
+      FROM pg_class AS c
+     WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY (migrate_ext.swapped_tables())
+       AND c.relkind = 'p'
+    UNION ALL
+    SELECT c.relname::text, format('table %s', i.inhrelid::regclass),
+           format('inherits from public.%s, which would then be the backup; detach it (ALTER TABLE ... NO INHERIT) first', c.relname)
+      FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhparent
+     WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY (migrate_ext.swapped_tables())
+    UNION ALL
+    SELECT c.relname::text, format('table public.%s', c.relname),
+           format('is a partition or child of %s; swap the parent instead', i.inhparent::regclass)
+      FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid
+     WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY (migrate_ext.swapped_tables())
+    UNION ALL
+    -- columns of other tables typed as the table's row (or an array of it):
+    -- their values would keep the backup's type
+    SELECT c.relname::text, format('column %s.%s', a.attrelid::regclass, a.attname),
+           format('is of type public.%s (the table''s row type), which stays with the backup; change the column''s type first', c.relname)
+      FROM pg_class AS c
+      JOIN pg_type AS ty ON ty.oid = c.reltype
+      JOIN pg_attribute AS a ON a.atttypid IN (c.reltype, ty.typarray) AND a.attnum > 0 AND NOT a.attisdropped
+      JOIN pg_class AS o ON o.oid = a.attrelid AND o.relkind IN ('r', 'p', 'f', 'm')
+     WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY (migrate_ext.swapped_tables())
+    UNION ALL
+    -- a table that belongs to an extension is the extension's to change
+    SELECT c.relname::text, format('table public.%s', c.relname),
+           format('belongs to extension %s', e.extname)
+      FROM pg_class AS c
+      JOIN pg_depend AS d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'
+      JOIN pg_extension AS e ON e.oid = d.refobjid
+     WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY (migrate_ext.swapped_tables())
+    ORDER BY 1, 2;
+$$;
+COMMENT ON FUNCTION migrate_ext.swap_refusals() IS
+    'Objects depending on the swapped production tables that a swap could not carry; the launch refuses while this returns rows';

@@ -1,0 +1,39 @@
+--
+-- swap_inventory: what depends on the swapped production tables, and the
+-- objects a swap could not carry, which make the launch refuse (fail closed)
+--
+SET client_min_messages = warning;
+CREATE DATABASE regress_inventory;
+SELECT current_database() AS regress_db \gset
+\c regress_inventory
+SET client_min_messages = warning;
+\set ECHO none
+\o /dev/null
+\i test/fixture/roles.sql
+\i test/fixture/schema.sql
+\o
+\set ECHO all
+\set ON_ERROR_STOP off
+\c regress_inventory postgres
+SET client_min_messages = warning;
+CREATE EXTENSION migrate_ext;
+
+-- The fixture's dependents, by table and catalog
+SELECT tbl, catalog, count(*) FROM migrate_ext.swap_dependents() GROUP BY 1, 2 ORDER BY 1, 2;
+-- none of them stops a swap
+SELECT * FROM migrate_ext.swap_refusals();
+
+-- Objects a swap cannot carry are named, with what to do
+CREATE RULE regress_keep_transactions AS ON DELETE TO public.transactions DO INSTEAD NOTHING;
+CREATE TABLE public.regress_snapshots (taken_at timestamptz, enrollment public.enrollments,
+                                       history public.unified_profiles[]);
+CREATE TABLE public.regress_enrollments_archive () INHERITS (public.enrollments);
+SELECT * FROM migrate_ext.swap_refusals();
+
+-- and once they are gone, nothing stops the swap
+DROP RULE regress_keep_transactions ON public.transactions;
+DROP TABLE public.regress_snapshots, public.regress_enrollments_archive;
+SELECT count(*) AS refusals FROM migrate_ext.swap_refusals();
+
+\c :regress_db supabase_admin
+DROP DATABASE regress_inventory;
