@@ -82,7 +82,7 @@ BEGIN
     -- Contacts: e-mail identity, exclusions, merged per e-mail
     ---------------------------------------------------------------------------
     -- working tables of an earlier call in this transaction
-    FOREACH v_table IN ARRAY '{mx_contact,mx_person,mx_invoice,mx_sale,mx_user,mx_tx,mx_enroll,mx_auth}'::text[] LOOP
+    FOREACH v_table IN ARRAY '{mx_contact,mx_person,mx_invoice,mx_sale,mx_user,mx_prod_tx,mx_tx,mx_enroll,mx_auth}'::text[] LOOP
         IF to_regclass('pg_temp.' || v_table) IS NOT NULL THEN
             EXECUTE format('DROP TABLE pg_temp.%I', v_table);
         END IF;
@@ -267,6 +267,20 @@ BEGIN
     ---------------------------------------------------------------------------
     PERFORM migrate_ext.draw_ids('xendit_invoice', ARRAY(SELECT id FROM mx_invoice WHERE valid));
     PERFORM migrate_ext.draw_ids('manual_payment', ARRAY(SELECT product || ':' || email FROM mx_sale WHERE manual));
+    -- production transactions that can be recognized: by an external id
+    -- that only one of them has, or as the only manual payment of a product
+    -- for an e-mail
+    CREATE TEMP TABLE mx_prod_tx ON COMMIT DROP AS
+    SELECT 'external_id' AS kind, t.external_id AS key, min(t.id::text)::uuid AS id
+      FROM public.transactions AS t WHERE t.external_id IS NOT NULL
+     GROUP BY t.external_id HAVING count(*) = 1
+    UNION ALL
+    SELECT 'manual', t.transaction_type || ':' || lower(btrim(t.contact_email)), min(t.id::text)::uuid
+      FROM public.transactions AS t WHERE t.payment_method = 'manual' AND t.contact_email IS NOT NULL
+     GROUP BY t.transaction_type, lower(btrim(t.contact_email)) HAVING count(*) = 1;
+    CREATE UNIQUE INDEX ON mx_prod_tx (kind, key);
+    ANALYZE mx_prod_tx;
+
     CREATE TEMP TABLE mx_tx ON COMMIT DROP AS
     SELECT coalesce(pt.id, m.id) AS id, 'xendit' AS source, i.id AS record_id, i.email, i.product,
            coalesce(a.id, u.id) AS user_id, i.amount, i.currency, i.production_status AS status,
@@ -281,9 +295,7 @@ BEGIN
       JOIN migrate_ext.identity_map AS m ON m.kind = 'xendit_invoice' AND m.key = i.id
       LEFT JOIN mx_auth AS a ON a.email = i.email
       LEFT JOIN mx_user AS u ON u.email = i.email
-      LEFT JOIN LATERAL (SELECT t.id FROM public.transactions AS t WHERE t.external_id = i.external_id
-                          AND (SELECT count(*) FROM public.transactions AS t2 WHERE t2.external_id = i.external_id) = 1
-                        ) AS pt ON true
+      LEFT JOIN mx_prod_tx AS pt ON pt.kind = 'external_id' AND pt.key = i.external_id
      WHERE i.valid
     UNION ALL
     SELECT coalesce(pm.id, m.id), 'systemeio', s.product || ':' || s.email, s.email, s.product,
@@ -298,10 +310,7 @@ BEGIN
       LEFT JOIN mx_auth AS a ON a.email = s.email
       LEFT JOIN mx_user AS u ON u.email = s.email
       -- production's own record of the same manual payment keeps its id
-      LEFT JOIN LATERAL (SELECT min(t.id::text)::uuid AS id FROM public.transactions AS t
-                          WHERE lower(btrim(t.contact_email)) = s.email AND t.payment_method = 'manual'
-                            AND t.transaction_type = pr.transaction_type
-                         HAVING count(*) = 1) AS pm ON true
+      LEFT JOIN mx_prod_tx AS pm ON pm.kind = 'manual' AND pm.key = pr.transaction_type || ':' || s.email
      WHERE s.manual;
     CREATE UNIQUE INDEX ON mx_tx (id);
     CREATE INDEX ON mx_tx (email, product);
