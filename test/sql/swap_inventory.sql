@@ -7,13 +7,7 @@ CREATE DATABASE regress_inventory;
 SELECT current_database() AS regress_db \gset
 \c regress_inventory
 SET client_min_messages = warning;
-\set ECHO none
-\o /dev/null
-\i test/fixture/roles.sql
-\i test/fixture/schema.sql
-\o
-\set ECHO all
-\set ON_ERROR_STOP off
+\i test/fixture/load.psql
 \c regress_inventory postgres
 SET client_min_messages = warning;
 CREATE EXTENSION migrate_ext;

@@ -13,15 +13,8 @@ SELECT current_database() AS regress_db \gset
 \c regress_app
 SET client_min_messages = warning;
 -- the fixture and its contaminated production (not echoed: long)
-\set ECHO none
-\o /dev/null
-\i test/fixture/roles.sql
-\i test/fixture/schema.sql
 \set production_sql :dataset/production.sql
-\i :production_sql
-\o
-\set ECHO all
-\set ON_ERROR_STOP off
+\i test/fixture/load.psql
 \set SHOW_CONTEXT never
 SELECT (SELECT count(*) FROM public.unified_profiles) AS profiles, (SELECT count(*) FROM public.transactions) AS transactions,
        (SELECT count(*) FROM public.enrollments) AS enrollments, (SELECT count(*) FROM auth.users) AS auth_users;
