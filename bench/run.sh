@@ -110,8 +110,8 @@ for s in "${scales[@]}"; do
     if [ "$mode" = validate ]; then
         # validation: BENCH_TIMEOUT seconds per scale, default 900 + 20 per scale unit (data
         # set, production, raw tables) + 3 validation runs of at most BENCH_VALIDATE_TIMEOUT
-        timeout -k 60 "${BENCH_TIMEOUT:-$((900 + 20 * s + 3 * ${BENCH_VALIDATE_TIMEOUT:-1200}))}" \
-            "$0" --one-validate "$s" "$tmp/scale$s.json" &
+        limit=${BENCH_TIMEOUT:-$((900 + 20 * s + 3 * ${BENCH_VALIDATE_TIMEOUT:-1200}))}
+        timeout -k 60 "$limit" "$0" --one-validate "$s" "$tmp/scale$s.json" &
     else
         timeout -k 60 "$limit" "$0" --one "$s" "$tmp/scale$s.json" &
     fi

@@ -64,10 +64,13 @@ RESET search_path;
 SELECT c.relname, pg_get_userbyid(c.relowner) AS owner,
        has_table_privilege('regress_owner', c.oid, 'SELECT,INSERT,UPDATE') AS owner_may,
        has_table_privilege('regress_other', c.oid, 'SELECT') AS other_may_read
-  FROM pg_class c WHERE c.relnamespace = 'migrate_ext'::regnamespace AND c.relkind = 'r' ORDER BY 1;
-SELECT count(*) FILTER (WHERE has_function_privilege('regress_owner', p.oid, 'EXECUTE')) AS owner_may_execute,
-       count(*) FILTER (WHERE has_function_privilege('regress_other', p.oid, 'EXECUTE')) AS other_may_execute,
-       count(*) AS functions
+  FROM pg_class c WHERE c.relnamespace = 'migrate_ext'::regnamespace AND c.relkind = 'r'
+   AND c.relname IN ('api_keys', 'xendit_raw', 'systemeio_raw', 'sync_runs', 'sync_rejects') ORDER BY 1;
+SELECT count(*) > 0 AS has_tables, count(*) FILTER (WHERE has_table_privilege('regress_other', c.oid, 'SELECT')) AS other_may_read
+  FROM pg_class c WHERE c.relnamespace = 'migrate_ext'::regnamespace AND c.relkind = 'r';
+SELECT count(*) > 0 AS has_functions,
+       bool_and(has_function_privilege('regress_owner', p.oid, 'EXECUTE')) AS owner_may_execute_all,
+       count(*) FILTER (WHERE has_function_privilege('regress_other', p.oid, 'EXECUTE')) AS other_may_execute
   FROM pg_proc p WHERE p.pronamespace = 'migrate_ext'::regnamespace;
 
 -- Another role can neither read the keys nor run anything

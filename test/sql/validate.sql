@@ -299,6 +299,30 @@ SELECT (SELECT count(*) FROM paid_invoice WHERE NOT left_out AND amount >= 10000
        (SELECT count(*) FROM migrate_staging.transactions WHERE transaction_type NOT IN ('P2P', 'Canva')) AS staged_other_types;
 ALTER TABLE public.transactions DROP CONSTRAINT regress_amount_cap, DROP CONSTRAINT regress_type_fk;
 
+------------------------------------------------------------------------
+-- The staged new users, created in auth.users as Supabase Auth expects
+-- (the launch's first step; rolled back here)
+------------------------------------------------------------------------
+CREATE TEMP TABLE auth_before AS SELECT id, md5(u::text) AS h FROM auth.users AS u;
+BEGIN;
+SELECT migrate_ext.create_auth_users() AS created, (SELECT count(*) FROM migrate_staging.auth_users) AS staged;
+SELECT (SELECT count(*) FROM auth.users) - (SELECT count(*) FROM auth_before) AS auth_users_grew_by,
+       (SELECT count(*) FROM auth_before AS b JOIN auth.users AS u ON u.id = b.id WHERE md5(u::text) <> b.h) AS existing_changed;
+SELECT u.aud, u.role, u.instance_id, u.raw_app_meta_data, u.confirmed_at IS NULL AS unconfirmed,
+       count(*) AS users,
+       count(*) FILTER (WHERE u.confirmation_token = '' AND u.recovery_token = '' AND u.email_change_token_new = ''
+                          AND u.email_change = '' AND u.email_change_token_current = '' AND u.reauthentication_token = ''
+                          AND u.phone_change = '' AND u.phone_change_token = '') AS empty_tokens,
+       count(*) FILTER (WHERE u.raw_user_meta_data IS NOT NULL) AS with_user_meta,
+       count(i.id) AS with_identity,
+       count(*) FILTER (WHERE i.identity_data->>'sub' = u.id::text AND i.email = lower(u.email)) AS identity_matches
+  FROM migrate_staging.auth_users AS s JOIN auth.users AS u ON u.id = s.id
+  LEFT JOIN auth.identities AS i ON i.user_id = u.id AND i.provider = 'email'
+ GROUP BY 1, 2, 3, 4, 5;
+-- a second call creates nobody
+SELECT migrate_ext.create_auth_users() AS created_again;
+ROLLBACK;
+
 -- Clean up
 \c :regress_db supabase_admin
 DROP DATABASE regress_app;
