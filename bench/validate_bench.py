@@ -441,6 +441,19 @@ def slow_statements(log_path, offset, pid):
 
 # ---------------------------------------------------------------------------------------------
 
+def extension_version():
+    """The commit of the working tree and the md5 of the install script the sandbox installed (the
+    working tree may hold changes not committed yet)."""
+    import hashlib
+    head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()
+    for d, _, files in os.walk(os.path.join(os.environ.get("SANDBOX", "/nonexistent"), "pg")):
+        if "migrate_ext--1.0.sql" in files:
+            with open(os.path.join(d, "migrate_ext--1.0.sql"), "rb") as f:
+                return "commit %s, install script md5 %s" % (head, hashlib.md5(f.read()).hexdigest()[:12])
+    return "commit %s" % head
+
+
 def measure(args):
     out = {"scale": args.scale, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
            "machine": sb.machine(), "page": PAGE, "explain_min_ms": EXPLAIN_MIN_MS}
@@ -448,6 +461,7 @@ def measure(args):
     out["settings"] = dict(sb.psql("SELECT name, current_setting(name) FROM pg_settings WHERE name IN"
                                    " ('shared_buffers', 'work_mem', 'maintenance_work_mem', 'temp_buffers',"
                                    " 'max_parallel_workers_per_gather', 'jit');", "postgres"))
+    out["extension"] = extension_version()
     out["prepare"] = generate(args)
     out["prepare"].update(build_database(args))
     out["load"] = load_raw(args)
@@ -528,6 +542,9 @@ def report(args):
     w("migrate_ext validation benchmark, %s" % time.strftime("%Y-%m-%d %H:%M"))
     w("machine: %s; PostgreSQL %s; %s" % (first["machine"], first["pg_version"],
                                          ", ".join("%s %s" % kv for kv in sorted(first["settings"].items()))))
+    for r in runs:
+        if r.get("extension"):
+            w("scale %s: migrate_ext %s" % (r["scale"], r["extension"]))
     w("")
     w("validate_and_prepare_clean_data(), as role postgres, each run in a new session:")
     hdr = ("scale", "raw records", "production rows", "first s", "re-run s", "CPU s", "private MB", "issues")
