@@ -44,6 +44,8 @@ test: deps
 	@$(MAKE) --no-print-directory all
 	@test/run.sh
 
+# sync at 1x and 10x, validation at 1x and 10x; 100x: bench/run.sh validate 100
 bench: deps
 	@$(MAKE) --no-print-directory all
-	@bench/run.sh
+	@bench/run.sh 1 10
+	@bench/run.sh validate 1 10
