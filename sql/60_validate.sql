@@ -343,6 +343,13 @@ BEGIN
     IF to_regclass('migrate_staging.auth_users') IS NOT NULL THEN
         DROP TABLE migrate_staging.auth_users;
     END IF;
+    -- the previous staging goes in one statement: after a rollback its
+    -- tables reference each other
+    IF EXISTS (SELECT 1 FROM unnest(migrate_ext.swapped_tables()) AS t WHERE to_regclass(format('migrate_staging.%I', t)) IS NOT NULL) THEN
+        EXECUTE 'DROP TABLE ' || (SELECT string_agg(format('migrate_staging.%I', t), ', ')
+                                    FROM unnest(migrate_ext.swapped_tables()) AS t
+                                   WHERE to_regclass(format('migrate_staging.%I', t)) IS NOT NULL);
+    END IF;
     FOREACH v_table IN ARRAY migrate_ext.swapped_tables() LOOP
         PERFORM migrate_ext.create_staging_table(v_table);
     END LOOP;

@@ -73,6 +73,37 @@ AS $$
       JOIN pg_class AS o ON o.oid = a.attrelid AND o.relkind IN ('r', 'p', 'f', 'm')
      WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY (migrate_ext.swapped_tables())
     UNION ALL
+    -- sequences: a serial or identity column's sequence would stay with
+    -- the backup (not carried yet)
+    SELECT c.relname::text, format('sequence %s', d.objid::regclass),
+           format('is used by column %s of public.%s; the swap does not carry sequences yet, so ids would restart', a.attname, c.relname)
+      FROM pg_class AS c
+      JOIN pg_depend AS d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = c.oid AND d.classid = 'pg_class'::regclass
+                         AND d.deptype IN ('a', 'i')
+      JOIN pg_class AS sq ON sq.oid = d.objid AND sq.relkind = 'S'
+      JOIN pg_attribute AS a ON a.attrelid = c.oid AND a.attnum = d.refobjsubid
+     WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY (migrate_ext.swapped_tables())
+    UNION ALL
+    -- a materialized view over the table is dropped and created again,
+    -- which anything built on it would not survive
+    SELECT c.relname::text, format('%s %s', CASE o.relkind WHEN 'm' THEN 'materialized view' ELSE 'view' END, o.oid::regclass),
+           format('is built on materialized view %s, which the swap re-creates over public.%s; drop it before the launch and re-create it after',
+                  m.oid::regclass, c.relname)
+      FROM pg_class AS c
+      JOIN pg_depend AS d ON d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass AND d.refobjid = c.oid
+      JOIN pg_rewrite AS w ON w.oid = d.objid
+      JOIN pg_class AS m ON m.oid = w.ev_class AND m.relkind = 'm'
+      JOIN pg_depend AS d2 ON d2.classid = 'pg_rewrite'::regclass AND d2.refclassid = 'pg_class'::regclass AND d2.refobjid = m.oid
+      JOIN pg_rewrite AS w2 ON w2.oid = d2.objid
+      JOIN pg_class AS o ON o.oid = w2.ev_class AND o.oid <> m.oid
+     WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY (migrate_ext.swapped_tables())
+    UNION ALL
+    -- security labels are not carried
+    SELECT c.relname::text, format('security label of provider %s on public.%s', l.provider, c.relname),
+           'is not carried by the swap; remove it before the launch and set it again after'
+      FROM pg_class AS c JOIN pg_seclabel AS l ON l.classoid = 'pg_class'::regclass AND l.objoid = c.oid
+     WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY (migrate_ext.swapped_tables())
+    UNION ALL
     -- a table that belongs to an extension is the extension's to change
     SELECT c.relname::text, format('table public.%s', c.relname),
            format('belongs to extension %s', e.extname)

@@ -30,6 +30,9 @@ int			migrate_max_retry_wait_ms = 60000;
 int			migrate_max_response_bytes = 16 * 1024 * 1024;
 char	   *migrate_ca_file = NULL;
 int			migrate_progress_pages = 50;
+int			migrate_lock_timeout_ms = 500;
+int			migrate_lock_retries = 10;
+int			migrate_min_staging_rows = 10;
 
 void		_PG_init(void);
 
@@ -169,6 +172,28 @@ _PG_init(void)
 							NULL,
 							&migrate_progress_pages,
 							50, 0, INT_MAX,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("migrate_ext.lock_timeout",
+							"How long one attempt to lock the swapped tables may wait.",
+							"Sessions queued behind the swap wait at most this long per attempt.",
+							&migrate_lock_timeout_ms,
+							500, 1, INT_MAX,
+							PGC_USERSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("migrate_ext.lock_retries",
+							"Further attempts to lock the swapped tables after the first one times out.",
+							NULL,
+							&migrate_lock_retries,
+							10, 0, 1000,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("migrate_ext.min_staging_rows",
+							"The launch refuses a staging table with fewer rows than this.",
+							"A guard against swapping in an empty or truncated staging table.",
+							&migrate_min_staging_rows,
+							10, 0, INT_MAX,
 							PGC_USERSET, 0,
 							NULL, NULL, NULL);
 

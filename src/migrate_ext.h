@@ -23,6 +23,9 @@ extern int	migrate_max_retry_wait_ms;
 extern int	migrate_max_response_bytes;
 extern char *migrate_ca_file;
 extern int	migrate_progress_pages;
+extern int	migrate_lock_timeout_ms;
+extern int	migrate_lock_retries;
+extern int	migrate_min_staging_rows;
 
 /* credentials.c */
 extern char *ReadApiKey(const char *source);

@@ -148,6 +148,41 @@ def progress_and_lock():
     check("progress text is gone after the sync", "page" not in final, final)
 
 
+def lock_protocol():
+    """The swap's locks: a reader makes it retry and give up clearly; others wait one attempt at most."""
+    value("CREATE TABLE lock_a (id int); CREATE TABLE lock_b (id int)")
+    holder = start_sync("holder", "BEGIN; LOCK TABLE lock_b IN ACCESS SHARE MODE; SELECT pg_sleep(6); COMMIT;")
+    held = wait_for("SELECT l.pid FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid "
+                    "WHERE a.application_name = 'holder' AND l.relation = 'lock_b'::regclass AND l.granted")
+    check("locks: a reader holds the table", held is not None)
+    t0 = time.time()
+    swapper = subprocess.Popen([PSQL, "-X", "-q", "-At", "-d", DB], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    swapper.stdin.write("SET migrate_ext.lock_timeout = '200ms'; SET migrate_ext.lock_retries = 3;\n"
+                        "SELECT migrate_ext.lock_for_swap('{lock_a,lock_b}');\n")
+    swapper.stdin.close()
+    swapper.stdin = None
+    worst = 0.0
+    while swapper.poll() is None and time.time() - t0 < 10:
+        s0 = time.time()
+        psql("SELECT count(*) FROM lock_a")
+        worst = max(worst, time.time() - s0)
+    _, err = swapper.communicate(timeout=30)
+    elapsed = time.time() - t0
+    check("locks: the swap gives up with a clear error naming the table and the holder",
+          swapper.returncode != 0 and "could not lock lock_b for the swap: 4 attempts of 200ms each timed out" in err
+          and "Held by: pid" in err and "holder" in err, err)
+    check("locks: it retried, then stopped (%.2f s)" % elapsed, 0.8 < elapsed < 5.0, "took %.2f s" % elapsed)
+    check("locks: a third session never waited more than one attempt (worst %.2f s)" % worst, worst < 0.6,
+          "worst %.2f s" % worst)
+    holder.communicate(timeout=30)
+    out = value("BEGIN; SELECT migrate_ext.lock_for_swap('{lock_a,lock_b}'); "
+                "SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND mode = 'AccessExclusiveLock' "
+                "AND relation IN ('lock_a'::regclass, 'lock_b'::regclass); COMMIT;")
+    check("locks: with the reader gone, one attempt locks everything", out.split() == ["1", "2"], out)
+    value("DROP TABLE lock_a, lock_b")
+
+
 def main():
     """Run every scenario and write the tally."""
     setup()
@@ -162,6 +197,7 @@ def main():
                    "wait_event_type = 'Extension' AND query LIKE '%xendit page 1,%' "
                    "AND now() - query_start > interval '300 ms'")
     progress_and_lock()
+    lock_protocol()
     passed = sum(1 for r in results if r)
     failed = len(results) - passed
     with open(os.path.join(os.environ["SANDBOX"], "scenarios.result"), "w") as f:

@@ -1,0 +1,55 @@
+-------------------------------------------------------------------------------
+-- The swap's lock protocol (reference swap.md §6): every relation locked in
+-- ACCESS EXCLUSIVE mode in OID order, each attempt bounded by
+-- migrate_ext.lock_timeout, retried migrate_ext.lock_retries times with
+-- back-off and jitter.  A failed attempt releases every lock it took, so a
+-- session queued behind the swap waits at most one attempt.
+-------------------------------------------------------------------------------
+
+-- Lock relations for a swap; returns the number of attempts it took, or
+-- raises lock_not_available naming the relation and who holds it
+CREATE FUNCTION migrate_ext.lock_for_swap(relations regclass[]) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    -- (before the library is loaded in a session the settings do not exist
+    -- yet unless SET; the fallbacks are their defaults)
+    attempts CONSTANT integer := coalesce(current_setting('migrate_ext.lock_retries', true), '10')::integer + 1;
+    per_attempt CONSTANT text := coalesce(current_setting('migrate_ext.lock_timeout', true), '500ms');
+    caller_timeout CONSTANT text := current_setting('lock_timeout');
+    attempt integer := 0;
+    rel regclass;
+    waiting_for regclass;
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_class AS c WHERE c.oid = ANY (relations) AND c.relkind NOT IN ('r', 'p', 'v', 'f')) THEN
+        RAISE EXCEPTION 'lock_for_swap() locks tables and views only'
+              USING ERRCODE = 'wrong_object_type',
+                    HINT = 'LOCK TABLE refuses materialized views and indexes; rebuild those after the swap.';
+    END IF;
+    LOOP
+        attempt := attempt + 1;
+        BEGIN
+            PERFORM set_config('lock_timeout', per_attempt, true);
+            FOR rel IN SELECT r FROM unnest(relations) AS r ORDER BY r::oid LOOP
+                waiting_for := rel;
+                EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', rel);
+            END LOOP;
+            PERFORM set_config('lock_timeout', caller_timeout, true);
+            RETURN attempt;
+        EXCEPTION WHEN lock_not_available THEN
+            -- the attempt's subtransaction is gone, and every lock it took
+            IF attempt >= attempts THEN
+                RAISE EXCEPTION 'could not lock % for the swap: % attempts of % each timed out', waiting_for, attempt, per_attempt
+                      USING ERRCODE = 'lock_not_available',
+                            DETAIL = coalesce('Held by: ' || (SELECT string_agg(format('pid %s (%s, %s)', a.pid, coalesce(nullif(a.application_name, ''), a.usename), a.state), ', ' ORDER BY a.pid)
+                                                              FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid
+                                                             WHERE l.relation = waiting_for AND l.granted AND l.pid <> pg_backend_pid()),
+                                              'another session'),
+                            HINT = 'Nothing was changed. Retry when those sessions are done, or raise migrate_ext.lock_retries or migrate_ext.lock_timeout.';
+            END IF;
+            PERFORM pg_sleep(least(0.05 * 2 ^ least(attempt, 10), 2.0) * (0.5 + random() / 2));
+        END;
+    END LOOP;
+END;
+$$;
