@@ -68,3 +68,119 @@ SELECT section, item, rows, amount, CASE WHEN section = 'run' THEN detail END AS
 SELECT run_id, source, status, pages, fetched, inserted, updated, unchanged, rejected,
        finished_at - started_at AS took
   FROM migrate_ext.sync_runs ORDER BY run_id, source;
+
+\echo '== 3. where things stand before the launch: migration_status()'
+SELECT * FROM migrate_ext.migration_status();
+
+\echo '== production before the launch'
+SELECT (SELECT count(*) FROM public.unified_profiles) AS profiles,
+       (SELECT count(*) FROM public.transactions) AS transactions,
+       (SELECT count(*) FROM public.enrollments) AS enrollments,
+       (SELECT count(*) FROM auth.users) AS auth_users;
+
+\echo '== 4. launch_clean_production(dry_run => true): every statement the launch would run; nothing is changed'
+\echo '   its first 15 lines:'
+SELECT migrate_ext.launch_clean_production(dry_run => true) AS plan \gset
+SELECT n AS line, left(l, 150) AS statement
+  FROM regexp_split_to_table(:'plan', E'\n') WITH ORDINALITY AS s(l, n)
+ WHERE n <= 15;
+\echo '   the whole plan, by phase (prepare: before the locks; lock; swap: catalog work under the locks):'
+SELECT m[1] AS phase, count(*) AS statements
+  FROM regexp_matches(:'plan', ';  -- (prepare|lock|swap) \d+$', 'gn') AS m
+ GROUP BY m[1] ORDER BY min(m[2]::int);
+SELECT count(*) AS lines_in_plan FROM regexp_split_to_table(:'plan', E'\n');
+\unset plan
+
+\echo '== 5. launch_clean_production(): staging becomes production in one transaction'
+SET client_min_messages = notice;
+SELECT migrate_ext.launch_clean_production() AS launch;
+SET client_min_messages = warning;
+SELECT backup_timestamp AS ts, migrate_ext.backup_schema(backup_timestamp) AS backup_schema
+  FROM migrate_ext.migrations WHERE state = 'launched' ORDER BY backup_timestamp DESC LIMIT 1 \gset
+\echo '   backup timestamp:' :ts ' backup schema:' :backup_schema
+
+\echo '== production after the launch (and the previous tables, kept in the backup schema)'
+SELECT 'public' AS schema,
+       (SELECT count(*) FROM public.unified_profiles) AS profiles,
+       (SELECT count(*) FROM public.transactions) AS transactions,
+       (SELECT count(*) FROM public.transactions WHERE transaction_type = 'Canva') AS canva_transactions,
+       (SELECT count(*) FROM public.enrollments) AS enrollments,
+       (SELECT count(*) FROM auth.users) AS auth_users
+UNION ALL
+SELECT :'backup_schema',
+       (SELECT count(*) FROM :"backup_schema".unified_profiles),
+       (SELECT count(*) FROM :"backup_schema".transactions),
+       (SELECT count(*) FROM :"backup_schema".transactions WHERE transaction_type = 'Canva'),
+       (SELECT count(*) FROM :"backup_schema".enrollments),
+       NULL;
+
+\echo '== 6. the application still works: a buyer reads their own data through RLS, as the Supabase Data API would'
+\echo '   the demo user: a customer with a completed P2P payment and the most payments'
+SELECT p.id AS demo_user, p.email AS demo_email
+  FROM public.unified_profiles AS p
+ WHERE EXISTS (SELECT 1 FROM public.transactions AS t
+                WHERE t.user_id = p.id AND t.transaction_type = 'P2P' AND t.status = 'completed')
+ ORDER BY (SELECT count(*) FROM public.transactions AS t WHERE t.user_id = p.id) DESC, p.email
+ LIMIT 1 \gset
+SELECT :'demo_user' AS demo_user, :'demo_email' AS email;
+\echo '   what the table owner sees for that user (the expected answer)'
+SELECT external_id, transaction_type, status, amount, paid_at::date AS paid_on
+  FROM public.transactions WHERE user_id = :'demo_user' ORDER BY paid_at, external_id;
+\echo '   now as role authenticated, with the JWT claims PostgREST sets (auth.uid() reads sub)'
+SET ROLE authenticated;
+SELECT set_config('request.jwt.claims', json_build_object('sub', :'demo_user', 'role', 'authenticated')::text, false) IS NOT NULL AS claims_set,
+       current_user, auth.uid() = :'demo_user'::uuid AS uid_is_demo_user;
+SELECT external_id, transaction_type, status, amount, paid_at::date AS paid_on
+  FROM public.transactions ORDER BY paid_at, external_id;
+SELECT c.title AS course, e.status, e.enrolled_at::date AS enrolled_on
+  FROM public.enrollments AS e JOIN public.courses AS c ON c.id = e.course_id ORDER BY c.title;
+\echo '   visible rows as this user vs. everything in production (the table owner count is from before SET ROLE)'
+SELECT 'transactions' AS "table", (SELECT count(*) FROM public.transactions) AS visible_to_user,
+       (SELECT count(*) FROM public.transactions WHERE user_id IS DISTINCT FROM auth.uid()) AS others_visible
+UNION ALL
+SELECT 'enrollments', (SELECT count(*) FROM public.enrollments),
+       (SELECT count(*) FROM public.enrollments WHERE user_id IS DISTINCT FROM auth.uid());
+RESET ROLE;
+RESET request.jwt.claims;
+SELECT 'transactions' AS "table", (SELECT count(*) FROM public.transactions) AS rows_in_table
+UNION ALL SELECT 'enrollments', (SELECT count(*) FROM public.enrollments);
+
+\echo '== 7. anon (a visitor without a login) can reach neither staging nor the backup'
+SELECT r.rolname AS role, s.schema,
+       has_schema_privilege(r.rolname, s.schema, 'USAGE') AS can_use_schema
+  FROM (VALUES ('anon'), ('authenticated'), ('service_role')) AS r(rolname),
+       (VALUES ('migrate_staging'), (:'backup_schema')) AS s(schema)
+ ORDER BY s.schema, r.rolname;
+\echo '   trying it (two permission errors are expected here):'
+SET ROLE anon;
+\set ON_ERROR_STOP off
+SELECT count(*) FROM migrate_staging.auth_users;
+SELECT count(*) FROM :"backup_schema".transactions;
+\set ON_ERROR_STOP on
+RESET ROLE;
+
+\echo '== 8. rollback_migration(): the backup comes back, the launched tables go to migrate_staging'
+SET client_min_messages = notice;
+SELECT migrate_ext.rollback_migration(:'ts') AS rollback;
+SET client_min_messages = warning;
+
+\echo '== production after the rollback: the original counts again'
+SELECT (SELECT count(*) FROM public.unified_profiles) AS profiles,
+       (SELECT count(*) FROM public.transactions) AS transactions,
+       (SELECT count(*) FROM public.transactions WHERE transaction_type = 'Canva') AS canva_transactions,
+       (SELECT count(*) FROM public.enrollments) AS enrollments,
+       (SELECT count(*) FROM auth.users) AS auth_users;
+SELECT * FROM migrate_ext.migration_status();
+
+\echo '== 9. a second launch: staging was kept for the retry'
+SET client_min_messages = notice;
+SELECT migrate_ext.launch_clean_production() AS launch;
+SET client_min_messages = warning;
+SELECT (SELECT count(*) FROM public.unified_profiles) AS profiles,
+       (SELECT count(*) FROM public.transactions) AS transactions,
+       (SELECT count(*) FROM public.transactions WHERE transaction_type = 'Canva') AS canva_transactions,
+       (SELECT count(*) FROM public.enrollments) AS enrollments,
+       (SELECT count(*) FROM auth.users) AS auth_users;
+
+\echo '== where things stand at the end: migration_status()'
+SELECT * FROM migrate_ext.migration_status();

@@ -41,7 +41,7 @@ AS $$
     UNION ALL
     -- rules on the table itself (a view's own _RETURN rule is a view, handled)
     SELECT c.relname::text, format('rule %s on public.%s', r.rulename, c.relname),
-           'a rule rewrites statements on the table and would not follow the swap; drop it before the launch and re-create it after'
+           'rewrites statements on the table and would not follow the swap; drop it before the launch and re-create it after'
       FROM pg_rewrite AS r JOIN pg_class AS c ON c.oid = r.ev_class
      WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY (migrate_ext.swapped_tables())
        AND r.rulename <> '_RETURN'
@@ -86,7 +86,7 @@ AS $$
     UNION ALL
     -- a materialized view over the table is dropped and created again,
     -- which anything built on it would not survive
-    SELECT c.relname::text, format('%s %s', CASE o.relkind WHEN 'm' THEN 'materialized view' ELSE 'view' END, o.oid::regclass),
+    SELECT DISTINCT c.relname::text, format('%s %s', CASE o.relkind WHEN 'm' THEN 'materialized view' ELSE 'view' END, o.oid::regclass),
            format('is built on materialized view %s, which the swap re-creates over public.%s; drop it before the launch and re-create it after',
                   m.oid::regclass, c.relname)
       FROM pg_class AS c

@@ -1,14 +1,16 @@
 -------------------------------------------------------------------------------
 -- The swap's lock protocol (reference swap.md §6): every relation locked in
--- ACCESS EXCLUSIVE mode in OID order, each attempt bounded by
+-- ACCESS EXCLUSIVE mode (or SHARE ROW EXCLUSIVE, for tables that new
+-- foreign keys reference) in OID order, each attempt bounded by
 -- migrate_ext.lock_timeout, retried migrate_ext.lock_retries times with
 -- back-off and jitter.  A failed attempt releases every lock it took, so a
 -- session queued behind the swap waits at most one attempt.
 -------------------------------------------------------------------------------
 
--- Lock relations for a swap; returns the number of attempts it took, or
--- raises lock_not_available naming the relation and who holds it
-CREATE FUNCTION migrate_ext.lock_for_swap(relations regclass[]) RETURNS integer
+-- Lock relations for a swap (exclusively, and shared ones in SHARE ROW
+-- EXCLUSIVE mode); returns the number of attempts it took, or raises
+-- lock_not_available naming the relation and who holds it
+CREATE FUNCTION migrate_ext.lock_for_swap(relations regclass[], shared regclass[] DEFAULT '{}') RETURNS integer
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -19,10 +21,10 @@ DECLARE
     per_attempt CONSTANT text := coalesce(current_setting('migrate_ext.lock_timeout', true), '500ms');
     caller_timeout CONSTANT text := current_setting('lock_timeout');
     attempt integer := 0;
-    rel regclass;
+    rel record;
     waiting_for regclass;
 BEGIN
-    IF EXISTS (SELECT 1 FROM pg_class AS c WHERE c.oid = ANY (relations) AND c.relkind NOT IN ('r', 'p', 'v', 'f')) THEN
+    IF EXISTS (SELECT 1 FROM pg_class AS c WHERE c.oid = ANY (relations || shared) AND c.relkind NOT IN ('r', 'p', 'v', 'f')) THEN
         RAISE EXCEPTION 'lock_for_swap() locks tables and views only'
               USING ERRCODE = 'wrong_object_type',
                     HINT = 'LOCK TABLE refuses materialized views and indexes; rebuild those after the swap.';
@@ -31,9 +33,13 @@ BEGIN
         attempt := attempt + 1;
         BEGIN
             PERFORM set_config('lock_timeout', per_attempt, true);
-            FOR rel IN SELECT r FROM unnest(relations) AS r ORDER BY r::oid LOOP
-                waiting_for := rel;
-                EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', rel);
+            FOR rel IN SELECT * FROM (SELECT r, 'ACCESS EXCLUSIVE' AS mode FROM unnest(relations) AS r
+                                      UNION
+                                      SELECT r, 'SHARE ROW EXCLUSIVE' FROM unnest(shared) AS r
+                                       WHERE NOT r = ANY (relations)) AS x
+                        ORDER BY x.r::oid LOOP
+                waiting_for := rel.r;
+                EXECUTE format('LOCK TABLE %s IN %s MODE', rel.r, rel.mode);
             END LOOP;
             PERFORM set_config('lock_timeout', caller_timeout, true);
             RETURN attempt;

@@ -141,6 +141,9 @@ DECLARE
     r record;
     s text;
     seen oid[] := '{}';           -- views, policies and functions already planned
+    foreign_keys text[] := '{}';
+    referenced oid[] := '{}';     -- tables the incoming tables' new foreign keys reference
+    exclusive regclass[];
     found_regclass boolean;
 BEGIN
     FOREACH t IN ARRAY migrate_ext.swapped_tables() LOOP
@@ -152,8 +155,11 @@ BEGIN
 
         -- foreign keys of the production table (item 16): the incoming table
         -- gets each one it lacks, pointing at the incoming side of a swapped
-        -- table, added NOT VALID and validated before any lock is taken
-        FOR r IN SELECT k.conname, pg_get_constraintdef(k.oid) AS def, k.convalidated
+        -- table, added NOT VALID and validated.  This happens under the
+        -- locks: adding a foreign key locks the referenced table (e.g.
+        -- auth.users) until commit, which must not last through the lock
+        -- retries; the referenced tables join the lock set instead
+        FOR r IN SELECT k.conname, pg_get_constraintdef(k.oid) AS def, k.convalidated, k.confrelid
                    FROM pg_constraint AS k WHERE k.conrelid = prod AND k.contype = 'f' ORDER BY k.conname LOOP
             def := r.def;
             FOREACH s IN ARRAY migrate_ext.swapped_tables() LOOP
@@ -164,14 +170,15 @@ BEGIN
                 CONTINUE;
             END IF;
             IF EXISTS (SELECT 1 FROM pg_constraint AS k WHERE k.conrelid = inc AND k.conname = r.conname) THEN
-                prepare := prepare || format('ALTER TABLE %s DROP CONSTRAINT %I', q_inc, r.conname);
+                foreign_keys := foreign_keys || format('ALTER TABLE %s DROP CONSTRAINT %I', q_inc, r.conname);
             END IF;
             IF r.convalidated THEN
-                prepare := prepare || format('ALTER TABLE %s ADD CONSTRAINT %I %s NOT VALID', q_inc, r.conname, def)
-                                   || format('ALTER TABLE %s VALIDATE CONSTRAINT %I', q_inc, r.conname);
+                foreign_keys := foreign_keys || format('ALTER TABLE %s ADD CONSTRAINT %I %s NOT VALID', q_inc, r.conname, def)
+                                             || format('ALTER TABLE %s VALIDATE CONSTRAINT %I', q_inc, r.conname);
             ELSE
-                prepare := prepare || format('ALTER TABLE %s ADD CONSTRAINT %I %s', q_inc, r.conname, def);
+                foreign_keys := foreign_keys || format('ALTER TABLE %s ADD CONSTRAINT %I %s', q_inc, r.conname, def);
             END IF;
+            referenced := referenced || r.confrelid;
         END LOOP;
         -- planner statistics follow the table's OID (item 14)
         prepare := prepare || format('ANALYZE %s', q_inc);
@@ -470,21 +477,33 @@ BEGIN
     repoint := repoint || 'NOTIFY pgrst, ''reload schema'''::text
                        || format('SELECT migrate_ext.check_swap_invariant(%L)', outgoing_to);
 
+    -- referenced tables are locked in SHARE ROW EXCLUSIVE mode (what adding
+    -- a foreign key takes); swapped ones are locked exclusively anyway
+    exclusive := migrate_ext.swap_lock_set(incoming);
+    referenced := ARRAY(SELECT DISTINCT x FROM unnest(referenced) AS x
+                         WHERE NOT x = ANY (exclusive::oid[])
+                           AND NOT x IN (SELECT c.oid FROM pg_class AS c
+                                          WHERE c.relnamespace IN ('public'::regnamespace, incoming::regnamespace)
+                                            AND c.relname = ANY (migrate_ext.swapped_tables()))
+                         ORDER BY x);
     RETURN QUERY
         SELECT (row_number() OVER ())::integer, x.phase, x.statement
           FROM (SELECT 'prepare' AS phase, p AS statement, 1 AS part, i FROM unnest(prepare) WITH ORDINALITY AS u(p, i)
                 UNION ALL
-                SELECT 'lock', format('SELECT migrate_ext.lock_for_swap(%L::regclass[])', migrate_ext.swap_lock_set(incoming)), 2, 1
+                SELECT 'lock', format('SELECT migrate_ext.lock_for_swap(%L::regclass[], %L::regclass[])',
+                                      exclusive, referenced::regclass[]), 2, 1
                 UNION ALL
-                SELECT 'swap', p, 3, i FROM unnest(before_move) WITH ORDINALITY AS u(p, i)
+                SELECT 'swap', p, 3, i FROM unnest(foreign_keys) WITH ORDINALITY AS u(p, i)
                 UNION ALL
-                SELECT 'swap', p, 4, i FROM unnest(moves_out) WITH ORDINALITY AS u(p, i)
+                SELECT 'swap', p, 4, i FROM unnest(before_move) WITH ORDINALITY AS u(p, i)
                 UNION ALL
-                SELECT 'swap', p, 5, i FROM unnest(moves_in) WITH ORDINALITY AS u(p, i)
+                SELECT 'swap', p, 5, i FROM unnest(moves_out) WITH ORDINALITY AS u(p, i)
                 UNION ALL
-                SELECT 'swap', p, 6, i FROM unnest(late) WITH ORDINALITY AS u(p, i)
+                SELECT 'swap', p, 6, i FROM unnest(moves_in) WITH ORDINALITY AS u(p, i)
                 UNION ALL
-                SELECT 'swap', p, 7, i FROM unnest(repoint) WITH ORDINALITY AS u(p, i)
+                SELECT 'swap', p, 7, i FROM unnest(late) WITH ORDINALITY AS u(p, i)
+                UNION ALL
+                SELECT 'swap', p, 8, i FROM unnest(repoint) WITH ORDINALITY AS u(p, i)
                 ORDER BY part, i) AS x;
 END;
 $$;
@@ -523,9 +542,9 @@ BEGIN
                         WHEN 'pg_class'::regclass THEN d.objid
                     END, 0) NOT IN (SELECT oid FROM moved);
     IF leftovers IS NOT NULL THEN
-        RAISE EXCEPTION 'the swap would leave objects depending on the tables moved to schema %: %', outgoing_to, leftovers
+        RAISE EXCEPTION 'objects outside schema % still depend on its tables: %', outgoing_to, leftovers
               USING ERRCODE = 'dependent_objects_still_exist',
-                    HINT = 'Nothing was changed. The swap does not know how to re-point these; drop them before the swap and re-create them after, or report this as a bug.';
+                    HINT = 'Nothing was changed. Re-point or drop them first (a swap does not know how to carry them: report it).';
     END IF;
 END;
 $$;

@@ -86,7 +86,7 @@ BEGIN
     END IF;
 
     FOR problem IN SELECT format('%s %s', r.object, r.reason) FROM migrate_ext.swap_refusals() AS r LOOP
-        hint := 'Nothing was changed. The swap fails closed on what it cannot carry.';
+        hint := 'The swap fails closed on what it cannot carry: change or drop what is listed, launch, then re-create it.';
         RETURN NEXT;
     END LOOP;
 END;

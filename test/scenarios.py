@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Scenarios that need several sessions or a stopwatch: query cancel and
 statement_timeout during a slow response and during a back-off, progress seen
-from another session, and two syncs at once.
+from another session, two syncs at once, the swap's lock protocol, a launch
+blocked by a reader, and two launches at once.
 
 Run by test/run.sh inside the sandbox (PGHOST etc. and EMULATOR_URL set).
 Writes "PASSED FAILED" to $SANDBOX/scenarios.result.
@@ -13,6 +14,7 @@ import time
 
 PSQL = os.path.join(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"), "psql")
 DB = "migrate_ext_scenarios"
+LAUNCH_DB = "migrate_ext_launch"
 results = []
 
 
@@ -156,7 +158,7 @@ def lock_protocol():
                     "WHERE a.application_name = 'holder' AND l.relation = 'lock_b'::regclass AND l.granted")
     check("locks: a reader holds the table", held is not None)
     t0 = time.time()
-    swapper = subprocess.Popen([PSQL, "-X", "-q", "-At", "-d", DB], stdin=subprocess.PIPE,
+    swapper = subprocess.Popen([PSQL, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", DB], stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     swapper.stdin.write("SET migrate_ext.lock_timeout = '200ms'; SET migrate_ext.lock_retries = 3;\n"
                         "SELECT migrate_ext.lock_for_swap('{lock_a,lock_b}');\n")
@@ -170,7 +172,7 @@ def lock_protocol():
     _, err = swapper.communicate(timeout=30)
     elapsed = time.time() - t0
     check("locks: the swap gives up with a clear error naming the table and the holder",
-          swapper.returncode != 0 and "could not lock lock_b for the swap: 4 attempts of 200ms each timed out" in err
+          swapper.returncode != 0 and "could not lock public.lock_b for the swap: 4 attempts of 200ms each timed out" in err
           and "Held by: pid" in err and "holder" in err, err)
     check("locks: it retried, then stopped (%.2f s)" % elapsed, 0.8 < elapsed < 5.0, "took %.2f s" % elapsed)
     check("locks: a third session never waited more than one attempt (worst %.2f s)" % worst, worst < 0.6,
@@ -181,6 +183,120 @@ def lock_protocol():
                 "AND relation IN ('lock_a'::regclass, 'lock_b'::regclass); COMMIT;")
     check("locks: with the reader gone, one attempt locks everything", out.split() == ["1", "2"], out)
     value("DROP TABLE lock_a, lock_b")
+
+
+def start_session(label, sql, db=DB, user=None):
+    """Start a psql session in the background running sql; return the process."""
+    cmd = [PSQL, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", db] + (["-U", user] if user else [])
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdin.write("SET application_name = '%s';\n%s\n" % (label, sql))
+    proc.stdin.close()
+    proc.stdin = None
+    return proc
+
+
+def launch_setup():
+    """The Supabase-like fixture with its production, synced, validated without errors."""
+    psql("DROP DATABASE IF EXISTS %s" % LAUNCH_DB, db="postgres")
+    rc, _, err = psql("CREATE DATABASE %s" % LAUNCH_DB, db="postgres")
+    if rc != 0:
+        raise RuntimeError(err)
+    subprocess.run([PSQL, "-X", "-q", "-d", LAUNCH_DB, "-v", "ON_ERROR_STOP=1",
+                    "-v", "production_sql=" + os.path.join(os.environ["DATASET_DIR"], "production.sql"),
+                    "-f", "test/fixture/load.psql"], capture_output=True, text=True, check=True)
+    subprocess.run([PSQL, "-X", "-q", "-At", "-d", LAUNCH_DB, "-U", "postgres", "-v", "ON_ERROR_STOP=1",
+                    "-v", "xk=" + os.environ["XENDIT_KEY"], "-v", "sk=" + os.environ["SYSTEMEIO_KEY"]],
+                   input="SET client_min_messages = warning;\n"
+                         "CREATE EXTENSION migrate_ext;\n"
+                         "SELECT migrate_ext.set_api_key('xendit', :'xk') \\g /dev/null\n"
+                         "SELECT migrate_ext.set_api_key('systemeio', :'sk') \\g /dev/null\n"
+                         "SELECT count(*) FROM migrate_ext.sync_raw_api_data() \\g /dev/null\n"
+                         "SELECT count(*) FROM migrate_ext.validate_and_prepare_clean_data() \\g /dev/null\n"
+                         "INSERT INTO migrate_ext.exclusions (kind, value, reason) VALUES "
+                         "('email', '%@example.com', 'test accounts'), ('email', '%@test.com', 'test accounts');\n"
+                         "INSERT INTO migrate_ext.exclusions (kind, value, reason) "
+                         "SELECT DISTINCT CASE WHEN source = 'systemeio' THEN 'systemeio_id' ELSE 'xendit_id' END, "
+                         "record_id, 'scenario' FROM migrate_ext.validation_issues WHERE severity = 'error';\n"
+                         "SELECT count(*) FROM migrate_ext.validate_and_prepare_clean_data() \\g /dev/null\n",
+                   capture_output=True, text=True, check=True)
+    ready = launch_value("SELECT state FROM migrate_ext.migration_status() WHERE item = 'staging'")
+    if ready != "ready":
+        raise RuntimeError("staging is not ready: " + ready)
+
+
+def launch_value(sql):
+    """The single value a query returns in the launch database, as postgres."""
+    p = subprocess.run([PSQL, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", LAUNCH_DB, "-U", "postgres"],
+                       input=sql + "\n", capture_output=True, text=True, timeout=120)
+    if p.returncode != 0:
+        raise RuntimeError("%s: %s" % (sql, p.stderr))
+    return p.stdout.strip()
+
+
+def launch_state():
+    """What a launch could have changed: migrations, backup schemas, staging, production and auth counts."""
+    return launch_value(
+        "SELECT concat_ws(' ', (SELECT count(*) FROM migrate_ext.migrations), "
+        "(SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'migrate\\_backup\\_%'), "
+        "(SELECT count(*) FROM pg_class WHERE relnamespace = 'migrate_staging'::regnamespace AND relkind = 'r'), "
+        "(SELECT count(*) FROM public.unified_profiles), (SELECT count(*) FROM public.transactions), "
+        "(SELECT count(*) FROM auth.users), (SELECT count(*) FROM pg_constraint WHERE contype = 'f'))")
+
+
+def launch_blocked_by_reader():
+    """A reader holding a production table: the launch retries, gives up clearly, changes nothing; others wait one attempt at most."""
+    before = launch_state()
+    holder = start_session("reader", "BEGIN; SELECT count(*) FROM public.transactions; SELECT pg_sleep(6); COMMIT;",
+                           db=LAUNCH_DB)
+    held = wait_for("SELECT 1 FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid "
+                    "WHERE a.application_name = 'reader' AND a.datname = '%s' AND l.granted "
+                    "AND l.mode = 'AccessShareLock' AND l.relation IS NOT NULL AND a.state = 'active'" % LAUNCH_DB)
+    check("launch: a reader holds public.transactions", held is not None)
+    t0 = time.time()
+    launcher = start_session("launcher", "SET migrate_ext.lock_timeout = '200ms'; SET migrate_ext.lock_retries = 3;\n"
+                             "SELECT migrate_ext.launch_clean_production();", db=LAUNCH_DB, user="postgres")
+    worst_read = worst_write = 0.0
+    while launcher.poll() is None and time.time() - t0 < 15:
+        s0 = time.time()
+        launch_value("SELECT count(*) FROM public.unified_profiles")
+        worst_read = max(worst_read, time.time() - s0)
+        s0 = time.time()
+        launch_value("UPDATE auth.users SET last_sign_in_at = last_sign_in_at "
+                     "WHERE id = (SELECT id FROM auth.users ORDER BY id LIMIT 1)")
+        worst_write = max(worst_write, time.time() - s0)
+    _, err = launcher.communicate(timeout=30)
+    elapsed = time.time() - t0
+    check("launch: gives up with a clear error naming the table and the reader",
+          launcher.returncode != 0
+          and "could not lock public.transactions for the swap: 4 attempts of 200ms each timed out" in err
+          and "reader" in err and "Nothing was changed" in err, err)
+    check("launch: it retried, then stopped (%.2f s)" % elapsed, 0.8 < elapsed < 6.0, "took %.2f s" % elapsed)
+    check("launch: a reader of another production table waited one attempt at most (worst %.2f s)" % worst_read,
+          worst_read < 0.6, "worst %.2f s" % worst_read)
+    check("launch: a sign-in writing auth.users waited one attempt at most (worst %.2f s)" % worst_write,
+          worst_write < 0.6, "worst %.2f s" % worst_write)
+    holder.communicate(timeout=30)
+    after = launch_state()
+    check("launch: a launch that gave up changed nothing", after == before, "%s -> %s" % (before, after))
+
+
+def two_launches():
+    """Two launches at once: one launches, the other fails at once with a clear error."""
+    first = start_session("first_launch", "BEGIN;\nSELECT migrate_ext.launch_clean_production();\n"
+                          "SELECT pg_sleep(2);\nCOMMIT;", db=LAUNCH_DB, user="postgres")
+    wait_for("SELECT 1 FROM pg_stat_activity WHERE application_name = 'first_launch' AND query LIKE '%pg_sleep%'")
+    t0 = time.time()
+    second = start_session("second_launch", "SELECT migrate_ext.launch_clean_production();", db=LAUNCH_DB, user="postgres")
+    _, err2 = second.communicate(timeout=30)
+    waited = time.time() - t0
+    out1, err1 = first.communicate(timeout=60)
+    check("two launches: the first one launched", first.returncode == 0 and "SUCCESS: launched" in out1, err1)
+    check("two launches: the second fails at once, clearly (%.2f s)" % waited,
+          second.returncode != 0 and "another launch or rollback is running" in err2 and waited < 2.0, err2)
+    state = launch_value("SELECT string_agg(state, ',') || ' ' || "
+                         "(SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'migrate\\_backup\\_%') "
+                         "FROM migrate_ext.migrations")
+    check("two launches: exactly one migration and one backup", state == "launched 1", state)
 
 
 def main():
@@ -198,6 +314,9 @@ def main():
                    "AND now() - query_start > interval '300 ms'")
     progress_and_lock()
     lock_protocol()
+    launch_setup()
+    launch_blocked_by_reader()
+    two_launches()
     passed = sum(1 for r in results if r)
     failed = len(results) - passed
     with open(os.path.join(os.environ["SANDBOX"], "scenarios.result"), "w") as f:

@@ -22,11 +22,15 @@ CREATE RULE regress_keep_transactions AS ON DELETE TO public.transactions DO INS
 CREATE TABLE public.regress_snapshots (taken_at timestamptz, enrollment public.enrollments,
                                        history public.unified_profiles[]);
 CREATE TABLE public.regress_enrollments_archive () INHERITS (public.enrollments);
+ALTER TABLE public.transactions ADD COLUMN regress_number serial;
+CREATE VIEW public.regress_top_courses AS SELECT * FROM public.course_enrollment_stats ORDER BY total_enrollments DESC LIMIT 3;
 SELECT * FROM migrate_ext.swap_refusals();
 
 -- and once they are gone, nothing stops the swap
 DROP RULE regress_keep_transactions ON public.transactions;
 DROP TABLE public.regress_snapshots, public.regress_enrollments_archive;
+ALTER TABLE public.transactions DROP COLUMN regress_number;
+DROP VIEW public.regress_top_courses;
 SELECT count(*) AS refusals FROM migrate_ext.swap_refusals();
 
 \c :regress_db supabase_admin
