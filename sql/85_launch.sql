@@ -85,6 +85,24 @@ BEGIN
         END IF;
     END IF;
 
+    -- the swap moves the production tables and gives their owner the new ones
+    FOR run IN SELECT c.relname, c.relowner::regrole AS owner,
+                      (SELECT s.relowner FROM pg_class AS s
+                        WHERE s.oid = to_regclass(format('migrate_staging.%I', c.relname))) AS staging_owner
+                 FROM pg_class AS c
+                WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY (migrate_ext.swapped_tables())
+                ORDER BY c.relname LOOP
+        IF NOT pg_has_role(current_user, run.owner, 'USAGE') THEN
+            problem := format('public.%s is owned by %s, and %s is not a member of that role', run.relname, run.owner, current_user);
+            hint := 'Run the launch as the owner of the production tables (postgres on Supabase).';
+            RETURN NEXT;
+        ELSIF run.staging_owner IS DISTINCT FROM run.owner::oid AND NOT has_schema_privilege(run.owner, 'public', 'CREATE') THEN
+            problem := format('public.%s is owned by %s, which cannot own the new table: it lacks CREATE on schema public', run.relname, run.owner);
+            hint := format('Grant it for the launch (GRANT CREATE ON SCHEMA public TO %s;), or make postgres the table''s owner.', run.owner);
+            RETURN NEXT;
+        END IF;
+    END LOOP;
+
     FOR problem IN SELECT format('%s %s', r.object, r.reason) FROM migrate_ext.swap_refusals() AS r LOOP
         hint := 'The swap fails closed on what it cannot carry: change or drop what is listed, launch, then re-create it.';
         RETURN NEXT;
