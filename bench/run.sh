@@ -6,6 +6,8 @@
 #                                fastest round (default 1)
 #   bench/run.sh validate [SCALE...]   the validation benchmark instead
 #                                (bench/validate_bench.py), default: 1 10 100
+#   bench/run.sh launch [SCALE...]     the launch benchmark instead
+#                                (bench/launch_bench.py), default: 1 10 100
 #
 # Sync throughput of migrate_ext.sync_raw_api_data() against the local API
 # emulator, next to the floor (the same records loaded from a local file),
@@ -19,11 +21,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=/usr/bin/python3
 
-# The validation benchmark, one scale in one sandbox: bench/run.sh --one-validate SCALE OUT.json
-# The sandbox (and its emulator, which this benchmark does not use) is started at scale 1:
-# validate_bench.py generates the data set of the scale as files and loads it without HTTP.
-if [ "${1:-}" = --one-validate ]; then
-    scale=$2 out=$3
+# The validation or launch benchmark, one scale in one sandbox:
+#   bench/run.sh --one-validate SCALE OUT.json,  bench/run.sh --one-launch SCALE OUT.json
+# The sandbox (and its emulator, which these benchmarks do not use) is started at scale 1:
+# validate_bench.py / launch_bench.py generate the data set of the scale as files and load it
+# without HTTP.
+if [ "${1:-}" = --one-validate ] || [ "${1:-}" = --one-launch ]; then
+    bench=${1#--one-} scale=$2 out=$3
     . scripts/sandbox.sh
     sandbox_start 1 || { echo "bench: the sandbox did not start" >&2; exit 1; }
     export EMULATOR_PID
@@ -38,7 +42,7 @@ if [ "${1:-}" = --one-validate ]; then
     trap '[ -n "$child" ] && kill "$child" 2>/dev/null; exit 130' INT TERM
     # the emulator is not needed: stop it now, it would only take memory
     kill "$EMULATOR_PID" 2>/dev/null || true
-    $PY bench/validate_bench.py measure --scale "$scale" --dataset "$SANDBOX/dataset" \
+    $PY "bench/${bench}_bench.py" measure --scale "$scale" --dataset "$SANDBOX/dataset" \
         --out "$SANDBOX/result.json" &
     child=$!
     wait "$child" || { rc=$?; echo "bench: scale $scale failed; server log tail:" >&2
@@ -82,15 +86,15 @@ fi
 
 mode=sync
 case "${1:-}" in
-    sync|validate) mode=$1; shift ;;
+    sync|validate|launch) mode=$1; shift ;;
 esac
 scales=("$@")
 if [ ${#scales[@]} -eq 0 ]; then
-    if [ "$mode" = validate ]; then scales=(1 10 100); else scales=(1 10); fi
+    if [ "$mode" = sync ]; then scales=(1 10); else scales=(1 10 100); fi
 fi
 for s in "${scales[@]}"; do
     [[ "$s" =~ ^[0-9]+$ ]] && [ "$s" -ge 1 ] ||
-        { echo "usage: bench/run.sh [sync|validate] [SCALE...]  (whole numbers >= 1)" >&2; exit 2; }
+        { echo "usage: bench/run.sh [sync|validate|launch] [SCALE...]  (whole numbers >= 1)" >&2; exit 2; }
 done
 [ "$(id -u)" -eq 0 ] || [ "$(id -un)" = postgres ] ||
     { echo "bench: run as root (the cluster runs as the postgres OS user)" >&2; exit 1; }
@@ -112,6 +116,11 @@ for s in "${scales[@]}"; do
         # set, production, raw tables) + 3 validation runs of at most BENCH_VALIDATE_TIMEOUT
         limit=${BENCH_TIMEOUT:-$((900 + 20 * s + 3 * ${BENCH_VALIDATE_TIMEOUT:-1200}))}
         timeout -k 60 "$limit" "$0" --one-validate "$s" "$tmp/scale$s.json" &
+    elif [ "$mode" = launch ]; then
+        # launch: BENCH_TIMEOUT seconds per scale, default 1200 + 40 per scale unit (data set,
+        # production, raw tables, two validations, a copy of the database per method, the methods)
+        limit=${BENCH_TIMEOUT:-$((1200 + 40 * s))}
+        timeout -k 60 "$limit" "$0" --one-launch "$s" "$tmp/scale$s.json" &
     else
         timeout -k 60 "$limit" "$0" --one "$s" "$tmp/scale$s.json" &
     fi

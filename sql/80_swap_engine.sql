@@ -245,6 +245,15 @@ BEGIN
             late := late || format('ALTER TABLE %s OWNER TO %I', q_prod, r.owner);
         END IF;
         late := late || format('SELECT migrate_ext.set_acl(''TABLE'', %L, %L)', q_prod, r.relacl);
+        -- the table moved out (backup or staging) keeps no privileges but its
+        -- owner's: its schema is closed too, this is a second barrier (the
+        -- way back copies the privileges again)
+        late := late || format('SELECT migrate_ext.set_acl(''TABLE'', %L, NULL)', q_out);
+        FOR s IN SELECT a.attname FROM pg_attribute AS a
+                  WHERE a.attrelid = prod AND a.attnum > 0 AND NOT a.attisdropped AND a.attacl IS NOT NULL
+                  ORDER BY a.attnum LOOP
+            late := late || format('SELECT migrate_ext.set_column_acl(%L, %L, NULL)', q_out, s);
+        END LOOP;
         FOR s IN SELECT a.attname FROM pg_attribute AS a
                   WHERE a.attnum > 0 AND NOT a.attisdropped
                     AND ((a.attrelid = prod AND a.attacl IS NOT NULL) OR (a.attrelid = inc AND a.attacl IS NOT NULL))

@@ -38,15 +38,24 @@ DECLARE
     min_rows CONSTANT bigint := coalesce(current_setting('migrate_ext.min_staging_rows', true), '10')::bigint;
     run record;
     last_sync bigint;
+    missing text;
+    launched text;
 BEGIN
-    FOREACH t IN ARRAY migrate_ext.swapped_tables() || '{auth_users}'::text[] LOOP
-        IF to_regclass(format('migrate_staging.%I', t)) IS NULL THEN
-            problem := format('there is no staging: migrate_staging.%s is missing', t);
-            hint := 'Run SELECT * FROM migrate_ext.validate_and_prepare_clean_data(); first.';
-            RETURN NEXT;
-            CONTINUE;
-        END IF;
-        CONTINUE WHEN t = 'auth_users';
+    SELECT string_agg(format('migrate_staging.%s', x.name), ', ') INTO missing
+      FROM unnest(migrate_ext.swapped_tables() || '{auth_users}'::text[]) AS x(name)
+     WHERE to_regclass(format('migrate_staging.%I', x.name)) IS NULL;
+    IF missing IS NOT NULL THEN
+        SELECT m.backup_timestamp INTO launched FROM migrate_ext.migrations AS m
+         WHERE m.state <> 'rolled_back'
+           AND m.validation_run_id = (SELECT max(v.run_id) FROM migrate_ext.validation_runs AS v);
+        problem := CASE WHEN launched IS NOT NULL
+                        THEN format('there is no staging: the last one was launched as migration %s', launched)
+                        ELSE format('there is no staging (%s missing)', missing) END;
+        hint := 'Run SELECT * FROM migrate_ext.sync_raw_api_data(); and SELECT * FROM migrate_ext.validate_and_prepare_clean_data(); to build one.';
+        RETURN NEXT;
+    END IF;
+    FOREACH t IN ARRAY migrate_ext.swapped_tables() LOOP
+        CONTINUE WHEN to_regclass(format('migrate_staging.%I', t)) IS NULL;
         EXECUTE format('SELECT count(*) FROM migrate_staging.%I', t) INTO n;
         IF n < min_rows THEN
             problem := format('migrate_staging.%s has %s rows, fewer than migrate_ext.min_staging_rows (%s)', t, n, min_rows);
@@ -230,9 +239,10 @@ BEGIN
                     HINT = 'Nothing was changed. ' || v_first.hint;
     END IF;
 
-    -- one backup per second: a launch in the same second as an earlier one waits for the next
+    -- the backup's name is the launch time in UTC, one per second: a launch
+    -- in the same second as an earlier one waits for the next
     LOOP
-        v_ts := to_char(clock_timestamp(), 'YYYY_MM_DD_HH24_MI_SS');
+        v_ts := to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY_MM_DD_HH24_MI_SS');
         EXIT WHEN NOT EXISTS (SELECT 1 FROM migrate_ext.migrations AS m WHERE m.backup_timestamp = v_ts)
               AND to_regnamespace(migrate_ext.backup_schema(v_ts)) IS NULL;
         PERFORM pg_sleep(0.2);
@@ -334,7 +344,7 @@ BEGIN
                     HINT = 'Nothing was changed. Wait for it to finish; SELECT * FROM migrate_ext.migration_status(); shows what was done.';
     END IF;
     SELECT string_agg(g.backup_timestamp, ', ' ORDER BY g.backup_timestamp) INTO v_later
-      FROM migrate_ext.migrations AS g WHERE g.state = 'launched' AND g.backup_timestamp > m.backup_timestamp;
+      FROM migrate_ext.migrations AS g WHERE g.state = 'launched' AND g.launched_at > m.launched_at;
     IF v_later IS NOT NULL THEN
         RAISE EXCEPTION 'migration % cannot be rolled back while a later launch (%) is in place', m.backup_timestamp, v_later
               USING ERRCODE = 'object_not_in_prerequisite_state',

@@ -327,11 +327,16 @@ RESET request.jwt.claims;
 SELECT r AS role, has_schema_privilege(r, 'migrate_staging', 'USAGE') AS staging,
        has_schema_privilege(r, :'backup_schema', 'USAGE') AS backup
   FROM unnest('{anon,authenticated}'::text[]) AS r;
+-- and the backup's tables keep no grants but their owner's (a second barrier)
+SELECT count(*) AS backup_grants FROM pg_class AS c, aclexplode(c.relacl) AS a
+ WHERE c.relnamespace = :'backup_schema'::regnamespace AND a.grantee <> c.relowner;
+SELECT count(*) AS backup_column_grants FROM pg_attribute AS a JOIN pg_class AS c ON c.oid = a.attrelid
+ WHERE c.relnamespace = :'backup_schema'::regnamespace AND a.attacl IS NOT NULL;
 SET ROLE anon;
 SELECT count(*) FROM migrate_staging.auth_users;
 RESET ROLE;
 -- a second launch has no staging
-SELECT migrate_ext.launch_clean_production();
+SELECT regress.error_of('SELECT migrate_ext.launch_clean_production()');
 
 -- Rollback: bad timestamps are refused and change nothing
 UPDATE regress.before SET fp = regress.fingerprint();
