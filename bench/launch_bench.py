@@ -295,8 +295,8 @@ class Probe(threading.Thread):
             self.error = str(e)
 
     def finish(self, t0, t1):
-        """Stop after the statement in flight; summarize the statements started between t0 and t1
-        (the method's start and end) and the longest wait of all."""
+        """Stop after the statement in flight; summarize the statements that ran while the method
+        did (between t0 and t1, its start and end): how many, the longest wait, when it began."""
         self.stop.set()
         self.join(METHOD_TIMEOUT)
         try:
@@ -306,12 +306,12 @@ class Probe(threading.Thread):
             self.proc.kill()
         if self.error:
             raise BenchError(self.error)
-        during = [s for s in self.samples if t0 <= s[0] <= t1]
-        worst = max(self.samples, key=lambda s: s[1]) if self.samples else None
+        during = [s for s in self.samples if s[0] <= t1 and s[0] + s[1] >= t0]
+        worst = max(during, key=lambda s: s[1]) if during else None
         return {"statements": len(self.samples), "during": len(during),
                 "max_wait_s": worst[1] if worst else None,
                 "max_wait_started_s": (worst[0] - t0) if worst else None,
-                "waited_over_10ms": sum(1 for s in self.samples if s[1] > 0.010),
+                "waited_over_10ms": sum(1 for s in during if s[1] > 0.010),
                 "rows_updated_during": sum(s[2] for s in during) if self.kind == "writer" else None,
                 "slow": [[round(s[0] - t0, 4), s[1], s[2]] for s in self.samples if s[1] > 0.005]}
 
