@@ -44,8 +44,9 @@ test: deps
 	@$(MAKE) --no-print-directory all
 	@test/run.sh
 
-# sync at 1x and 10x, validation at 1x and 10x; 100x: bench/run.sh validate 100
+# sync, validation and launch at 1x and 10x; 100x: bench/run.sh validate 100, bench/run.sh launch 100
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@bench/run.sh 1 10
 	@bench/run.sh validate 1 10
+	@bench/run.sh launch 1 10

@@ -60,6 +60,7 @@ METHODS = (("launch", "rename swap: launch_clean_production()"),
 PROBE_MS = int(os.environ.get("BENCH_PROBE_MS", "10"))           # 0: no reader and writer probes
 METHOD_TIMEOUT = int(os.environ.get("BENCH_METHOD_TIMEOUT", "3600"))   # one method's session, s
 STRAIGHT_DELETE_MAX_SCALE = 10                # the failing plain DELETE is tried up to this scale
+TOP = 3                                       # slowest statements under the locks shown per scale
 ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
 
 BenchError = sb.BenchError
@@ -390,6 +391,45 @@ def check_production(db, facts, method):
             "migration_log_written": int(sb.tagged(rows, "log")[0][0]) - facts["migration_log"]}
 
 
+PROFILE_SCHEMA = "migrate_backup_2000_01_01_00_00_00"
+PROFILE = r"""
+BEGIN;
+SELECT migrate_ext.create_private_schema('{schema}');
+SELECT 'created', migrate_ext.create_auth_users();
+CREATE TEMP TABLE bench_steps (step integer, phase text, statement text, ms float8);
+DO $$
+DECLARE
+    s record;
+    t timestamptz;
+BEGIN
+    FOR s IN SELECT * FROM migrate_ext.swap_plan('migrate_staging', '{schema}') ORDER BY 1 LOOP
+        t := clock_timestamp();
+        EXECUTE s.statement;
+        INSERT INTO bench_steps VALUES (s.step, s.phase, s.statement, 1000 * extract(epoch FROM clock_timestamp() - t));
+    END LOOP;
+END
+$$;
+SELECT 'step', step, phase, ms, left(regexp_replace(statement, '\s+', ' ', 'g'), 200) FROM bench_steps ORDER BY step;
+ROLLBACK;
+"""
+
+
+def launch_profile(db):
+    """The launch's swap plan (migrate_ext.swap_plan(), what run_swap() executes) run statement
+    by statement as postgres, each timed, then rolled back: where the lock-hold time goes."""
+    rows = vb.psql_as("SET client_min_messages = warning;\nSET statement_timeout = '%s';\n%s"
+                      % (sb.STATEMENT_TIMEOUT, PROFILE.format(schema=PROFILE_SCHEMA)), db, "postgres",
+                      timeout=METHOD_TIMEOUT)
+    steps = [{"step": int(n), "phase": ph, "ms": float(ms), "statement": st} for n, ph, ms, st in sb.tagged(rows, "step")]
+    phases = {}
+    for st in steps:
+        phases[st["phase"]] = phases.get(st["phase"], 0.0) + st["ms"]
+    swap = [st for st in steps if st["phase"] == "swap"]
+    return {"steps": steps, "phase_ms": phases, "swap_statements": len(swap),
+            "validate_ms": sum(st["ms"] for st in swap if " VALIDATE CONSTRAINT " in st["statement"]),
+            "validate_statements": sum(1 for st in swap if " VALIDATE CONSTRAINT " in st["statement"])}
+
+
 def straight_delete(db):
     """A plain DELETE of the three tables in one transaction (SET CONSTRAINTS ALL DEFERRED, the
     rows of the other tables left where they are), as postgres, rolled back: the error it ends with
@@ -442,8 +482,16 @@ def measure(args):
         pr = info["probes"]
         log("  total %.3f s, lock held %.3f s%s" % (
             info["total_s"], info["lock_s"],
-            "; reader waited up to %.3f s, writer %.3f s" % (pr["reader"]["max_wait_s"], pr["writer"]["max_wait_s"])
+            "; reader waited up to %s s, writer %s s" % (seconds(pr["reader"]["max_wait_s"]), seconds(pr["writer"]["max_wait_s"]))
             if pr else ""))
+    name = DB + "_profile"
+    log("scale %s: the launch's swap plan statement by statement, timed, in a copy (rolled back)" % args.scale)
+    clone(name)
+    out["launch_profile"] = prof = launch_profile(name)
+    sb.psql("DROP DATABASE %s;" % name, "postgres", timeout=600)
+    log("  %s; %d VALIDATE CONSTRAINT under the locks: %.1f ms" % (
+        ", ".join("%s %.1f ms" % kv for kv in prof["phase_ms"].items()), prof["validate_statements"],
+        prof["validate_ms"]))
     if args.scale <= STRAIGHT_DELETE_MAX_SCALE:
         name = DB + "_straight"
         log("scale %s: a plain DELETE of the three tables, in a copy (rolled back)" % args.scale)
@@ -528,6 +576,17 @@ def report(args):
                 detail = ", ".join(parts)
             w("  scale %-3s %-15s total %8.3f, backend CPU %7.2f: %s; migration_log rows written by triggers: %d"
               % (r["scale"], key, m["total_s"], m["backend_cpu_s"], detail, m["check"]["migration_log_written"]))
+    w("")
+    w("The launch's swap plan run statement by statement (each timed; a separate copy, rolled back):")
+    for r in runs:
+        pf = r.get("launch_profile")
+        if not pf:
+            continue
+        w("  scale %-3s %s; under the locks %d statements, of which %d VALIDATE CONSTRAINT %.1f ms" % (
+            r["scale"], ", ".join("%s %.1f ms" % kv for kv in pf["phase_ms"].items()), pf["swap_statements"],
+            pf["validate_statements"], pf["validate_ms"]))
+        for st in sorted((st for st in pf["steps"] if st["phase"] == "swap"), key=lambda st: -st["ms"])[:TOP]:
+            w("            %8.1f ms  step %3d  %s" % (st["ms"], st["step"], vb.short(st["statement"], 110)))
     w("")
     w("Probes: statements issued during the method / of them waiting over 10 ms / the longest wait began at (s):")
     for r in runs:

@@ -7,6 +7,11 @@
 -- session queued behind the swap waits at most one attempt.
 -------------------------------------------------------------------------------
 
+-- Load the library, so that the migrate_ext.* settings are defined
+CREATE FUNCTION migrate_ext.load_settings() RETURNS void
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'migrate_ext_load_settings';
+
 -- Lock relations for a swap (exclusively, and shared ones in SHARE ROW
 -- EXCLUSIVE mode); returns the number of attempts it took, or raises
 -- lock_not_available naming the relation and who holds it
@@ -15,15 +20,16 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    -- (before the library is loaded in a session the settings do not exist
-    -- yet unless SET; the fallbacks are their defaults)
-    attempts CONSTANT integer := coalesce(current_setting('migrate_ext.lock_retries', true), '10')::integer + 1;
-    per_attempt CONSTANT text := coalesce(current_setting('migrate_ext.lock_timeout', true), '500ms');
+    attempts integer;
+    per_attempt text;
     caller_timeout CONSTANT text := current_setting('lock_timeout');
     attempt integer := 0;
     rel record;
     waiting_for regclass;
 BEGIN
+    PERFORM migrate_ext.load_settings();
+    attempts := current_setting('migrate_ext.lock_retries')::integer + 1;
+    per_attempt := current_setting('migrate_ext.lock_timeout');
     IF EXISTS (SELECT 1 FROM pg_class AS c WHERE c.oid = ANY (relations || shared) AND c.relkind NOT IN ('r', 'p', 'v', 'f')) THEN
         RAISE EXCEPTION 'lock_for_swap() locks tables and views only'
               USING ERRCODE = 'wrong_object_type',

@@ -35,12 +35,14 @@ AS $$
 DECLARE
     t text;
     n bigint;
-    min_rows CONSTANT bigint := coalesce(current_setting('migrate_ext.min_staging_rows', true), '10')::bigint;
+    min_rows bigint;
     run record;
     last_sync bigint;
     missing text;
     launched text;
 BEGIN
+    PERFORM migrate_ext.load_settings();
+    min_rows := current_setting('migrate_ext.min_staging_rows')::bigint;
     SELECT string_agg(format('migrate_staging.%s', x.name), ', ') INTO missing
       FROM unnest(migrate_ext.swapped_tables() || '{auth_users}'::text[]) AS x(name)
      WHERE to_regclass(format('migrate_staging.%I', x.name)) IS NULL;
@@ -119,6 +121,31 @@ BEGIN
 END;
 $$;
 
+-- Refuse to swap in a transaction that already holds locks on the swapped
+-- tables: a failed lock attempt could not release them, and sessions
+-- would queue behind them for the whole retry time
+CREATE FUNCTION migrate_ext.check_fresh_transaction(what text) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    held text;
+BEGIN
+    SELECT string_agg(DISTINCT l.relation::regclass::text, ', ') INTO held
+      FROM pg_locks AS l JOIN pg_class AS c ON c.oid = l.relation
+     WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation'
+       AND l.database = (SELECT d.oid FROM pg_database AS d WHERE d.datname = current_database())
+       AND c.relname = ANY (migrate_ext.swapped_tables())
+       AND (c.relnamespace IN ('public'::regnamespace, to_regnamespace('migrate_staging'))
+            OR c.relnamespace IN (SELECT n.oid FROM pg_namespace AS n WHERE n.nspname LIKE 'migrate\_backup\_%'));
+    IF held IS NOT NULL THEN
+        RAISE EXCEPTION '% must run before anything else in its transaction touches the tables it swaps (this one holds locks on %)', what, held
+              USING ERRCODE = 'active_sql_transaction',
+                    HINT = 'Nothing was changed. Run it on its own, or first after BEGIN, so that a failed lock attempt holds nothing that other sessions wait for.';
+    END IF;
+END;
+$$;
+
 -- Run a swap plan: prepare, lock, swap, each statement in turn; on any
 -- error everything is rolled back and the error names the step and its
 -- statement.  Returns the lock hold time and attempts.
@@ -127,7 +154,7 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    per_attempt CONSTANT text := coalesce(current_setting('migrate_ext.lock_timeout', true), '500ms');
+    per_attempt text;
     caller_timeout CONSTANT text := current_setting('lock_timeout');
     step record;
     current record;
@@ -138,6 +165,8 @@ DECLARE
     v_detail text;
     v_hint text;
 BEGIN
+    PERFORM migrate_ext.load_settings();
+    per_attempt := current_setting('migrate_ext.lock_timeout');
     BEGIN
         -- no statement of the swap may queue for a lock longer than one attempt
         PERFORM set_config('lock_timeout', per_attempt, true);
@@ -224,6 +253,7 @@ BEGIN
         RAISE EXCEPTION 'dry_run must be true or false, not NULL'
               USING ERRCODE = 'null_value_not_allowed', HINT = 'SELECT migrate_ext.launch_clean_production(dry_run => true); shows the plan.';
     END IF;
+    PERFORM migrate_ext.check_fresh_transaction('launch_clean_production()');
     IF NOT pg_try_advisory_xact_lock(1835624306, 1) THEN
         RAISE EXCEPTION 'a sync, a validation, or another launch or rollback is running'
               USING ERRCODE = 'lock_not_available',
@@ -338,6 +368,7 @@ DECLARE
     v_users bigint;
 BEGIN
     m := migrate_ext.find_migration(backup_timestamp);
+    PERFORM migrate_ext.check_fresh_transaction('rollback_migration()');
     IF NOT pg_try_advisory_xact_lock(1835624306, 1) THEN
         RAISE EXCEPTION 'a sync, a validation, or another launch or rollback is running'
               USING ERRCODE = 'lock_not_available',

@@ -36,6 +36,8 @@ int			migrate_min_staging_rows = 10;
 
 void		_PG_init(void);
 
+PG_FUNCTION_INFO_V1(migrate_ext_load_settings);
+
 /* Accept only an absolute http:// or https:// URL without credentials or query */
 static bool
 CheckBaseUrl(char **newval, void **extra, GucSource source)
@@ -91,6 +93,17 @@ CheckParamName(char **newval, void **extra, GucSource source)
 		}
 	}
 	return true;
+}
+
+/*
+ * Nothing but loading the library, so that the migrate_ext.* settings exist
+ * (and a value SET before the load is checked) for the SQL functions that
+ * read them
+ */
+Datum
+migrate_ext_load_settings(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_VOID();
 }
 
 /* Define the migrate_ext.* settings when the library is loaded */

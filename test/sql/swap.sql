@@ -225,6 +225,12 @@ SET client_min_messages = warning;
 TRUNCATE regress.expected_properties;
 INSERT INTO regress.expected_properties SELECT * FROM regress.properties();
 SELECT item FROM regress.expected_properties WHERE tbl = 'enrollments' AND item LIKE 'owner%';
+-- a transaction that already read production: a failed lock attempt could
+-- not release that lock
+BEGIN;
+SELECT count(*) > 0 AS read_production FROM public.transactions;
+SELECT migrate_ext.launch_clean_production();
+ROLLBACK;
 -- a newer sync than the one staging was built from
 SELECT source, status FROM migrate_ext.sync_raw_api_data();
 SELECT migrate_ext.launch_clean_production();
