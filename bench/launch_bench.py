@@ -516,7 +516,8 @@ def report(args):
     runs = []
     for path in args.json:
         with open(path) as f:
-            runs.append(json.load(f))
+            got = json.load(f)
+        runs += got if isinstance(got, list) else [got]     # a results .json holds every scale
     runs.sort(key=lambda r: float(r["scale"]))
     lines = []
     w = lines.append
@@ -607,16 +608,18 @@ def report(args):
         emptied = [t for t, v in em.items() if v["after_truncate"] == 0 and v["before"] > 0]
         w("            TRUNCATE ... CASCADE emptied %d of them (%d rows)" % (
             len(emptied), sum(em[t]["before"] for t in emptied)))
-    fks = first["facts"]["dependent_fks"]
-    w("  their foreign keys: %s" % "; ".join(
-        "%s.%s -> %s %s%s" % (k["child"].replace("public.", ""), k["name"], k["parent"].replace("public.", ""),
-                              k["on_delete"], " DEFERRABLE" if k["deferrable"] else "") for k in fks))
+    w("  their foreign keys (ON DELETE action):")
+    for k in first["facts"]["dependent_fks"]:
+        w("    %-24s %-44s -> %-17s %s%s" % (k["child"].replace("public.", ""), k["name"],
+                                           k["parent"].replace("public.", ""), k["on_delete"],
+                                           ", DEFERRABLE" if k["deferrable"] else ""))
     for r in runs:
         sd = r.get("straight_delete")
         if sd:
-            w("Plain DELETE of the three tables (SET CONSTRAINTS ALL DEFERRED, nothing set aside), scale %s: after %.2f s"
-              " (deleted: %s): %s" % (r["scale"], sd["seconds"], ", ".join(sd["deleted_before_error"]) or "nothing",
-                                      sd["error"] or "no error"))
+            w("Plain DELETE of the three tables (SET CONSTRAINTS ALL DEFERRED, nothing set aside), scale %s:"
+              % r["scale"])
+            w("  after %.2f s (deleted: %s): %s" % (sd["seconds"], ", ".join(sd["deleted_before_error"]) or "nothing",
+                                                  sd["error"] or "no error"))
     w("")
     w("Preparation (not measured above):")
     for r in runs:

@@ -73,17 +73,6 @@ AS $$
       JOIN pg_class AS o ON o.oid = a.attrelid AND o.relkind IN ('r', 'p', 'f', 'm')
      WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY (migrate_ext.swapped_tables())
     UNION ALL
-    -- sequences: a serial or identity column's sequence would stay with
-    -- the backup (not carried yet)
-    SELECT c.relname::text, format('sequence %s', d.objid::regclass),
-           format('is used by column %s of public.%s; the swap does not carry sequences yet, so ids would restart', a.attname, c.relname)
-      FROM pg_class AS c
-      JOIN pg_depend AS d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = c.oid AND d.classid = 'pg_class'::regclass
-                         AND d.deptype IN ('a', 'i')
-      JOIN pg_class AS sq ON sq.oid = d.objid AND sq.relkind = 'S'
-      JOIN pg_attribute AS a ON a.attrelid = c.oid AND a.attnum = d.refobjsubid
-     WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY (migrate_ext.swapped_tables())
-    UNION ALL
     -- a materialized view over the table is dropped and created again,
     -- which anything built on it would not survive
     SELECT DISTINCT c.relname::text, format('%s %s', CASE o.relkind WHEN 'm' THEN 'materialized view' ELSE 'view' END, o.oid::regclass),

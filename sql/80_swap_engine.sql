@@ -20,8 +20,8 @@ AS $$
     SELECT CASE WHEN grantee = 0 THEN 'PUBLIC' ELSE quote_ident(grantee::regrole::text) END;
 $$;
 
--- Make the privileges on a table (kind TABLE, also views) or a function
--- (kind FUNCTION) exactly acl: revoke every other grant first (default
+-- Make the privileges on a table (kind TABLE, also views), a sequence or
+-- a function (kind FUNCTION) exactly acl: revoke every other grant first (default
 -- privileges may have added some), then grant; NULL means the default
 CREATE FUNCTION migrate_ext.set_acl(kind text, target text, acl aclitem[]) RETURNS void
 LANGUAGE plpgsql VOLATILE
@@ -32,17 +32,17 @@ DECLARE
     owner oid;
     g record;
 BEGIN
-    IF kind = 'TABLE' THEN
+    IF kind IN ('TABLE', 'SEQUENCE') THEN
         SELECT c.relacl, c.relowner INTO current_acl, owner FROM pg_class AS c WHERE c.oid = target::regclass;
-        current_acl := coalesce(current_acl, acldefault('r', owner));
-        acl := coalesce(acl, acldefault('r', owner));
+        current_acl := coalesce(current_acl, acldefault(CASE kind WHEN 'TABLE' THEN 'r' ELSE 's' END::"char", owner));
+        acl := coalesce(acl, acldefault(CASE kind WHEN 'TABLE' THEN 'r' ELSE 's' END::"char", owner));
     ELSIF kind = 'FUNCTION' THEN
         SELECT p.proacl, p.proowner INTO current_acl, owner FROM pg_proc AS p WHERE p.oid = target::regprocedure;
         current_acl := coalesce(current_acl, acldefault('f', owner));
         acl := coalesce(acl, acldefault('f', owner));
     ELSE
         RAISE EXCEPTION 'set_acl(): unknown object kind %', kind
-              USING ERRCODE = 'invalid_parameter_value', HINT = 'Use TABLE or FUNCTION.';
+              USING ERRCODE = 'invalid_parameter_value', HINT = 'Use TABLE, SEQUENCE or FUNCTION.';
     END IF;
     FOR g IN SELECT DISTINCT a.grantee FROM aclexplode(current_acl) AS a WHERE a.grantee <> owner LOOP
         EXECUTE format('REVOKE ALL ON %s %s FROM %s', kind, target, migrate_ext.grantee_name(g.grantee));
@@ -294,6 +294,47 @@ BEGIN
                                             SELECT 'toast.' || quote_ident(split_part(o, '=', 1)) || ' = ' || quote_literal(substr(o, strpos(o, '=') + 1))
                                               FROM unnest(r.toast_options) AS o) AS x));
         END IF;
+        -- sequences owned by production's columns (item 13).  A serial
+        -- column's sequence is shared: staging's default calls it too, so it
+        -- comes back to its schema, owned by the new column, and its values
+        -- stay past every id ever issued.  An identity column has its own
+        -- sequence on each side: the new one is set past the old one and
+        -- past the column's values.
+        FOR r IN SELECT a.attname, sq.relname AS seqname, sn.nspname AS seqschema, sq.relacl,
+                        EXISTS (SELECT 1 FROM pg_attrdef AS ad
+                                  JOIN pg_attribute AS i ON i.attrelid = ad.adrelid AND i.attnum = ad.adnum
+                                  JOIN pg_depend AS dd ON dd.classid = 'pg_attrdef'::regclass AND dd.objid = ad.oid
+                                                      AND dd.refclassid = 'pg_class'::regclass AND dd.refobjid = sq.oid
+                                 WHERE ad.adrelid = inc AND i.attname = a.attname) AS shared,
+                        (SELECT s2.relname FROM pg_depend AS d2
+                           JOIN pg_class AS s2 ON s2.oid = d2.objid AND s2.relkind = 'S'
+                           JOIN pg_attribute AS i ON i.attrelid = inc AND i.attnum = d2.refobjsubid
+                          WHERE d2.classid = 'pg_class'::regclass AND d2.refclassid = 'pg_class'::regclass
+                            AND d2.refobjid = inc AND d2.deptype = 'i' AND i.attname = a.attname) AS identity_sequence
+                   FROM pg_depend AS d
+                   JOIN pg_class AS sq ON sq.oid = d.objid AND sq.relkind = 'S'
+                   JOIN pg_namespace AS sn ON sn.oid = sq.relnamespace
+                   JOIN pg_attribute AS a ON a.attrelid = prod AND a.attnum = d.refobjsubid
+                  WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+                    AND d.refobjid = prod AND d.deptype IN ('a', 'i')
+                  ORDER BY a.attnum LOOP
+            IF r.shared THEN
+                late := late || format('ALTER SEQUENCE %I.%I OWNED BY NONE', outgoing_to, r.seqname)
+                             || format('ALTER SEQUENCE %I.%I SET SCHEMA %I', outgoing_to, r.seqname, r.seqschema)
+                             || format('ALTER SEQUENCE %I.%I OWNED BY %s.%I', r.seqschema, r.seqname, q_prod, r.attname);
+            ELSIF r.identity_sequence IS NOT NULL THEN
+                late := late || format('SELECT setval(%L, greatest((SELECT last_value FROM %I.%I), (SELECT coalesce(max(%I), 0) FROM %s)))',
+                                       format('public.%I', r.identity_sequence), outgoing_to, r.seqname, r.attname, q_prod);
+                late := late || format('SELECT migrate_ext.set_acl(''SEQUENCE'', %L, %L)', format('public.%I', r.identity_sequence), r.relacl)
+                             || format('SELECT migrate_ext.set_acl(''SEQUENCE'', %L, NULL)', format('%I.%I', outgoing_to, r.seqname));
+            ELSE
+                RAISE EXCEPTION 'column %.% uses sequence %.%, which %.% neither shares nor replaces with an identity',
+                                q_prod, r.attname, r.seqschema, r.seqname, incoming, t
+                      USING ERRCODE = 'feature_not_supported',
+                            HINT = 'Nothing was changed. Build the incoming table with the same column default (LIKE ... INCLUDING ALL does).';
+            END IF;
+        END LOOP;
+
         -- per-column statistics targets and options (item 12); options
         -- named pg_* are the server's own, not the user's
         FOR r IN SELECT p.attname, p.attstattarget AS want_target, i.attstattarget AS have_target,
