@@ -6,8 +6,7 @@
       measure at one scale three ways of putting the same staged data into production:
         1. the data set, production and raw tables as validate_bench.py builds them (generate.py,
            production_data.py, production.sql, store_page() from the files, no HTTP), in database
-           bench_launch, owned by role postgres as on Supabase (the launch creates a schema and
-           moves tables into public);
+           bench_launch (owned by role postgres, as on Supabase: test/fixture/schema.sql);
         2. staging without errors, as the DBA of demo/demo.sql gets it: a validation, exclusions
            ('%@example.com', '%@test.com', every xendit/systemeio record with an error), a second
            validation (0 errors, staging 'ready' in migration_status()); then VACUUM ANALYZE;
@@ -201,8 +200,9 @@ def template_facts():
 
 
 def clone(name):
-    """A copy of bench_launch owned by postgres (FILE_COPY: the same blocks for every method);
-    returns the seconds it took."""
+    """A copy of bench_launch (FILE_COPY: the same blocks for every method), owned by postgres as
+    on Supabase (the launch creates a schema and moves tables into public, which belongs to the
+    database's owner); returns the seconds it took."""
     t = time.time()
     sb.psql("DROP DATABASE IF EXISTS %s;\nCREATE DATABASE %s TEMPLATE %s OWNER postgres STRATEGY FILE_COPY;"
             % (name, name, DB), "postgres", timeout=vb.LOAD_TIMEOUT)
@@ -459,9 +459,7 @@ def measure(args):
                                    " 'synchronous_commit');", "postgres"))
     out["extension"] = vb.extension_version()
     out["prepare"] = vb.generate(args)
-    out["prepare"].update(vb.build_database(args))
-    # as on Supabase, postgres owns the database (and so schema public, pg_database_owner's)
-    sb.psql("ALTER DATABASE %s OWNER TO postgres;" % DB, "postgres")
+    out["prepare"].update(vb.build_database(args))       # schema.sql makes postgres the owner
     out["load"] = vb.load_raw(args)
     out["production_counts"] = vb.counts("production")
     out["staging_build"] = prepare_staging(args)

@@ -342,8 +342,10 @@ BEGIN
                         ARRAY(SELECT o FROM unnest(i.attoptions) AS o WHERE o NOT LIKE 'pg\_%' ORDER BY o) AS have
                    FROM pg_attribute AS p JOIN pg_attribute AS i ON i.attrelid = inc AND i.attname = p.attname
                   WHERE p.attrelid = prod AND p.attnum > 0 AND NOT p.attisdropped ORDER BY p.attnum LOOP
-            IF r.want_target <> r.have_target THEN
-                late := late || format('ALTER TABLE %s ALTER COLUMN %I SET STATISTICS %s', q_prod, r.attname, r.want_target);
+            -- (PostgreSQL 17 stores the default as NULL, earlier versions as -1)
+            IF r.want_target IS DISTINCT FROM r.have_target THEN
+                late := late || format('ALTER TABLE %s ALTER COLUMN %I SET STATISTICS %s', q_prod, r.attname,
+                                       coalesce(r.want_target, -1));
             END IF;
             IF r.want <> r.have AND cardinality(r.have) > 0 THEN
                 late := late || format('ALTER TABLE %s ALTER COLUMN %I RESET (%s)', q_prod, r.attname,
