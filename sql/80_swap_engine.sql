@@ -116,9 +116,10 @@ AS $$
 $$;
 
 -- The swap's statements, in order, read from the catalog as it is now.
--- phase 'prepare' runs before the locks (foreign keys of the incoming
--- tables, added and validated; ANALYZE), 'lock' takes the locks, 'swap' is
--- catalog work under the locks.  Nothing is executed here.
+-- Phase 'prepare' runs before the locks (ANALYZE of the incoming tables),
+-- 'lock' takes the locks, 'swap' is the work under them: the incoming
+-- tables' foreign keys (validated), the moves, catalog-only carry-over and
+-- re-pointing, the invariant.  Nothing is executed here.
 CREATE FUNCTION migrate_ext.swap_plan(incoming text, outgoing_to text)
 RETURNS TABLE (step integer, phase text, statement text)
 LANGUAGE plpgsql STABLE
