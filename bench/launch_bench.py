@@ -225,8 +225,8 @@ def copy_rows(target, source, cols):
 
 
 def method_body(method, facts):
-    """The statements of one method (run as postgres).  The mark 'locked' is taken just before
-    the first statement that blocks the application (DELETE or TRUNCATE)."""
+    """The statements of one method (run as postgres), a mark after each step.  The mark 'locked'
+    is taken just before the first statement that blocks the application (DELETE or TRUNCATE)."""
     if method == "launch":
         return ["SELECT 'result', migrate_ext.launch_clean_production();"]
     keep = {t: "keep_%d" % i for i, t in enumerate(facts["dependents"])}
@@ -241,14 +241,14 @@ def method_body(method, facts):
     if method == "delete_insert":
         body += ["DELETE FROM %s;" % t for t in reversed(facts["dependents"])]
         body.append(mark("delete_dependents"))
-        body += ["DELETE FROM %s;" % t for t in DELETE_ORDER]
-        body.append(mark("delete"))
+        for t in DELETE_ORDER:
+            body += ["DELETE FROM %s;" % t, mark("DELETE " + t.split(".")[1])]
     else:
         body.append("TRUNCATE %s CASCADE;" % ", ".join(PUBLIC))
         body += ["SELECT 'emptied', '%s', count(*) FROM %s;" % (t, t) for t in facts["dependents"]]
-        body.append(mark("truncate"))
-    body += [copy_rows(t, "migrate_staging." + t.split(".")[1], cols[t]) for t in INSERT_ORDER]
-    body.append(mark("insert"))
+        body.append(mark("TRUNCATE"))
+    for t in INSERT_ORDER:
+        body += [copy_rows(t, "migrate_staging." + t.split(".")[1], cols[t]), mark("INSERT " + t.split(".")[1])]
     body += [copy_rows(t, keep[t], cols[t]) for t in facts["dependents"]]
     body.append(mark("restore_dependents"))
     body.append("COMMIT;")
@@ -372,12 +372,16 @@ def run_method(db, method, facts):
 
 def check_production(db, facts, method):
     """Fails unless production holds exactly staging's rows (counts and id digests) and every
-    table that references it holds as many rows as before; returns what migration_log gained."""
+    table that references it holds as many rows as before; returns what migration_log gained and
+    the sequential scans of those tables (pg_stat_user_tables of the copy: the method's)."""
     rows = sb.psql("\n".join(
         ["SELECT 'production', '%s', count(*), coalesce(sum(hashtextextended(id::text, 0)::numeric), 0)"
          " FROM %s;" % (t, t) for t in PUBLIC]
         + ["SELECT 'dependent', '%s', count(*) FROM %s;" % (t, t) for t in facts["dependents"]]
-        + ["SELECT 'log', count(*) FROM public.migration_log;"]), db, timeout=600)
+        + ["SELECT 'log', count(*) FROM public.migration_log;",
+           "SELECT 'scans', format('%I.%I', s.schemaname, s.relname), s.seq_scan, io.heap_blks_hit + io.heap_blks_read"
+           " FROM pg_stat_user_tables AS s JOIN pg_statio_user_tables AS io USING (relid);"]),
+        db, timeout=600)
     for t, n, ids in sb.tagged(rows, "production"):
         want = facts["staging"][t]
         if int(n) != want["rows"] or ids != want["ids"]:
@@ -387,8 +391,10 @@ def check_production(db, facts, method):
         if int(n) != facts["dependent_rows"][t]:
             raise BenchError("%s: after the %s, %s holds %s rows, %d before"
                              % (db, method, t, n, facts["dependent_rows"][t]))
+    scans = {t: (int(n), int(b)) for t, n, b in sb.tagged(rows, "scans") if t in facts["dependent_rows"]}
     return {"production_equals_staging": True, "dependents_kept": True,
-            "migration_log_written": int(sb.tagged(rows, "log")[0][0]) - facts["migration_log"]}
+            "migration_log_written": int(sb.tagged(rows, "log")[0][0]) - facts["migration_log"],
+            "dependent_seq_scans": {t: {"scans": n, "heap_blocks": b} for t, (n, b) in scans.items()}}
 
 
 PROFILE_SCHEMA = "migrate_backup_2000_01_01_00_00_00"
@@ -504,6 +510,10 @@ def measure(args):
 # ---------------------------------------------------------------------------------------------
 # The report
 
+STEPS = {"auth_users": "create_auth_users()", "locked": "copy dependents aside",
+         "delete_dependents": "DELETE dependents", "restore_dependents": "dependents back", "end": "COMMIT"}
+
+
 def seconds(x, digits=3):
     """A number of seconds for the tables, or '-'."""
     return "-" if x is None else "%.*f" % (digits, x)
@@ -562,19 +572,18 @@ def report(args):
                 detail = "lock %.1f ms in %d attempt(s); %d auth users created" % (
                     m["lock_s"] * 1000, m["lock_attempts"], m["auth_users_created"])
             else:
-                steps = [s for s in ("auth_users", "locked", "delete_dependents", "delete", "truncate", "insert",
-                                     "restore_dependents", "end") if s in mk]
                 prev, parts = 0.0, []
-                names = {"auth_users": "create_auth_users()", "locked": "copy dependents aside",
-                         "delete_dependents": "DELETE dependents", "delete": "DELETE", "truncate": "TRUNCATE",
-                         "insert": "INSERT from staging", "restore_dependents": "dependents back",
-                         "end": "COMMIT"}
-                for s in steps:
-                    parts.append("%s %.3f" % (names[s], mk[s] - prev))
-                    prev = mk[s]
+                for label, t in mk.items():
+                    if label != "start":
+                        parts.append("%s %.3f" % (STEPS.get(label, label), t - prev))
+                        prev = t
                 detail = ", ".join(parts)
-            w("  scale %-3s %-15s total %8.3f, backend CPU %7.2f: %s; migration_log rows written by triggers: %d"
-              % (r["scale"], key, m["total_s"], m["backend_cpu_s"], detail, m["check"]["migration_log_written"]))
+            sc = m["check"].get("dependent_seq_scans", {})
+            w("  scale %-3s %-15s total %8.3f, backend CPU %7.2f; migration_log rows written by triggers %d;"
+              " referencing tables: %d sequential scans, %d heap blocks touched"
+              % (r["scale"], key, m["total_s"], m["backend_cpu_s"], m["check"]["migration_log_written"],
+                 sum(v["scans"] for v in sc.values()), sum(v["heap_blocks"] for v in sc.values())))
+            w("            %s" % detail)
     w("")
     w("The launch's swap plan run statement by statement (each timed; a separate copy, rolled back):")
     for r in runs:

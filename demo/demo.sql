@@ -93,7 +93,8 @@ SELECT n AS line, l AS statement
   FROM regexp_split_to_table(:'plan', E'\n') WITH ORDINALITY AS s(l, n)
  WHERE n <= 15;
 \echo '   the whole plan by phase (prepare: before the locks; lock: all the locks at once, with a short lock_timeout,'
-\echo '   retried; swap: catalog-only work under the locks), plus 3 statements around them (backup schema, new auth users, log):'
+\echo '   retried; swap: under the locks, staging''s foreign keys checked, the tables moved, everything carried over and'
+\echo '   re-pointed), plus 3 statements around them (backup schema, new auth users, log):'
 SELECT coalesce(phase, 'total') AS phase, count(*) AS statements, min(step) AS first_step, max(step) AS last_step
   FROM (SELECT m[1] AS phase, m[2]::int AS step
           FROM regexp_matches(:'plan', ';  -- (prepare|lock|swap) (\d+)$', 'gn') AS m) AS s
