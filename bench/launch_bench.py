@@ -30,7 +30,7 @@
 
   launch_bench.py report --results-file FILE.txt SCALE.json...
       Print the tables of the measured scales and write them to FILE.txt (every measurement to
-      FILE.json).
+      FILE.json; such a FILE.json may be given again instead of the SCALE.json files).
 """
 
 import argparse
@@ -444,8 +444,11 @@ def straight_delete(db):
                         "SET ROLE postgres;", "BEGIN;", "SET CONSTRAINTS ALL DEFERRED;", mark("start")]
                        + ["DELETE FROM %s;\n%s" % (t, mark(t)) for t in DELETE_ORDER] + ["ROLLBACK;"])
     t = time.time()
-    p = subprocess.run([sb.PSQL, "-X", "-q", "-At", "-F", sb.SEP, "-v", "ON_ERROR_STOP=1", "-d", db],
-                       input=script + "\n", capture_output=True, text=True, timeout=METHOD_TIMEOUT)
+    try:
+        p = subprocess.run([sb.PSQL, "-X", "-q", "-At", "-F", sb.SEP, "-v", "ON_ERROR_STOP=1", "-d", db],
+                           input=script + "\n", capture_output=True, text=True, timeout=METHOD_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise BenchError("the plain DELETE did not finish within %d s" % METHOD_TIMEOUT)
     out = {"seconds": time.time() - t, "deleted_before_error": [r.split(sb.SEP)[1] for r in p.stdout.splitlines()
                                                                  if r.startswith("mark") and "start" not in r]}
     out["error"] = " ".join(l.strip() for l in p.stderr.splitlines()
@@ -672,7 +675,7 @@ def main():
             measure(args)
         else:
             report(args)
-    except (BenchError, StopIteration, KeyError, ValueError) as e:
+    except (BenchError, StopIteration, KeyError, ValueError, OSError) as e:
         print("bench: FAILED: %s" % (e or type(e).__name__), file=sys.stderr)
         sys.exit(1)
 

@@ -433,8 +433,13 @@ BEGIN
     -- Nothing is lost: carry production rows over
     ---------------------------------------------------------------------------
     PERFORM migrate_ext.carry_over(v_run, v_sync_started);
-    UPDATE migrate_staging.unified_profiles AS s SET is_student = true
-     WHERE NOT s.is_student AND EXISTS (SELECT 1 FROM migrate_staging.enrollments AS e WHERE e.user_id = s.id);
+    -- is_student as the application's trigger (sync_is_student) keeps it:
+    -- true exactly when the profile has an active enrollment
+    UPDATE migrate_staging.unified_profiles AS s SET is_student = a.active
+      FROM (SELECT p.id, EXISTS (SELECT 1 FROM migrate_staging.enrollments AS e
+                                  WHERE e.user_id = p.id AND e.status = 'active') AS active
+              FROM migrate_staging.unified_profiles AS p) AS a
+     WHERE a.id = s.id AND s.is_student IS DISTINCT FROM a.active;
 
     -- new auth users: the profiles whose id no auth user has
     INSERT INTO migrate_staging.auth_users (id, email, first_name, last_name, created_at)

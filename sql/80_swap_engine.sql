@@ -116,9 +116,10 @@ AS $$
 $$;
 
 -- The swap's statements, in order, read from the catalog as it is now.
--- Phase 'prepare' runs before the locks (ANALYZE of the incoming tables),
--- 'lock' takes the locks, 'swap' is the work under them: the incoming
--- tables' foreign keys (validated), the moves, catalog-only carry-over and
+-- Phase 'prepare' runs before the locks (the foreign keys between the
+-- incoming tables, validated; ANALYZE of the incoming tables), 'lock' takes
+-- the locks, 'swap' is the work under them: the incoming tables' foreign
+-- keys to other tables (validated), the moves, catalog-only carry-over and
 -- re-pointing, the invariant.  Nothing is executed here.
 CREATE FUNCTION migrate_ext.swap_plan(incoming text, outgoing_to text)
 RETURNS TABLE (step integer, phase text, statement text)
@@ -142,7 +143,8 @@ DECLARE
     r record;
     s text;
     seen oid[] := '{}';           -- views, policies and functions already planned
-    foreign_keys text[] := '{}';
+    foreign_keys text[] := '{}';  -- foreign keys of the incoming tables to other tables
+    statements text[];
     referenced oid[] := '{}';     -- tables the incoming tables' new foreign keys reference
     exclusive regclass[];
     found_regclass boolean;
@@ -156,10 +158,11 @@ BEGIN
 
         -- foreign keys of the production table (item 16): the incoming table
         -- gets each one it lacks, pointing at the incoming side of a swapped
-        -- table, added NOT VALID and validated.  This happens under the
-        -- locks: adding a foreign key locks the referenced table (e.g.
-        -- auth.users) until commit, which must not last through the lock
-        -- retries; the referenced tables join the lock set instead
+        -- table, added NOT VALID and validated.  Those between incoming
+        -- tables lock nothing but them and are done before the locks; those
+        -- to other tables (e.g. auth.users) lock the referenced table until
+        -- commit, which must not last through the lock retries, so they are
+        -- done under the locks and the referenced tables join the lock set
         FOR r IN SELECT k.conname, pg_get_constraintdef(k.oid) AS def, k.convalidated, k.confrelid
                    FROM pg_constraint AS k WHERE k.conrelid = prod AND k.contype = 'f' ORDER BY k.conname LOOP
             def := r.def;
@@ -170,16 +173,24 @@ BEGIN
                           AND k.contype = 'f' AND pg_get_constraintdef(k.oid) = def) THEN
                 CONTINUE;
             END IF;
+            statements := '{}';
             IF EXISTS (SELECT 1 FROM pg_constraint AS k WHERE k.conrelid = inc AND k.conname = r.conname) THEN
-                foreign_keys := foreign_keys || format('ALTER TABLE %s DROP CONSTRAINT %I', q_inc, r.conname);
+                statements := statements || format('ALTER TABLE %s DROP CONSTRAINT %I', q_inc, r.conname);
             END IF;
             IF r.convalidated THEN
-                foreign_keys := foreign_keys || format('ALTER TABLE %s ADD CONSTRAINT %I %s NOT VALID', q_inc, r.conname, def)
-                                             || format('ALTER TABLE %s VALIDATE CONSTRAINT %I', q_inc, r.conname);
+                statements := statements || format('ALTER TABLE %s ADD CONSTRAINT %I %s NOT VALID', q_inc, r.conname, def)
+                                         || format('ALTER TABLE %s VALIDATE CONSTRAINT %I', q_inc, r.conname);
             ELSE
-                foreign_keys := foreign_keys || format('ALTER TABLE %s ADD CONSTRAINT %I %s', q_inc, r.conname, def);
+                statements := statements || format('ALTER TABLE %s ADD CONSTRAINT %I %s', q_inc, r.conname, def);
             END IF;
-            referenced := referenced || r.confrelid;
+            IF r.confrelid IN (SELECT c.oid FROM pg_class AS c
+                                WHERE c.relnamespace = 'public'::regnamespace
+                                  AND c.relname = ANY (migrate_ext.swapped_tables())) THEN
+                prepare := prepare || statements;
+            ELSE
+                foreign_keys := foreign_keys || statements;
+                referenced := referenced || r.confrelid;
+            END IF;
         END LOOP;
         -- planner statistics follow the table's OID (item 14)
         prepare := prepare || format('ANALYZE %s', q_inc);

@@ -266,6 +266,12 @@ ALTER TABLE public.enrollments SET SCHEMA regress_naive;
 SELECT regress.error_of('SELECT migrate_ext.check_swap_invariant(''regress_naive'')');
 ROLLBACK;
 
+-- staged profiles are students exactly when they have an active enrollment,
+-- as the application's trigger keeps it
+SELECT count(*) AS students_wrong FROM migrate_staging.unified_profiles AS p
+ WHERE p.is_student IS DISTINCT FROM EXISTS (SELECT 1 FROM migrate_staging.enrollments AS e
+                                              WHERE e.user_id = p.id AND e.status = 'active');
+
 -- What the launch will be judged against
 CREATE TABLE regress.staged AS
 SELECT (SELECT count(*) FROM migrate_staging.unified_profiles) AS profiles,
