@@ -490,30 +490,37 @@ def report(args):
       % (first["sync"]["baseline_vmhwm_mb"], first["sync"]["baseline_rssanon_mb"]))
     w("touched by the first sync: %s (shared_buffers = 256MB)."
       % ", ".join("%.1f MB at scale %s" % (r["sync"]["shmem_touched_mb"], r["scale"]) for r in runs))
+    write_report(lines, runs, args.results_file)
+
+
+def write_report(lines, runs, results_file, what="all measurements"):
+    """Print a report's lines and write them to results_file, with every run's measurements beside it as .json."""
     text = "\n".join(lines) + "\n"
     sys.stdout.write(text)
-    if args.results_file:
-        os.makedirs(os.path.dirname(args.results_file) or ".", exist_ok=True)
-        with open(args.results_file, "w") as f:
+    if results_file:
+        os.makedirs(os.path.dirname(results_file) or ".", exist_ok=True)
+        with open(results_file, "w") as f:
             f.write(text)
-        with open(os.path.splitext(args.results_file)[0] + ".json", "w") as f:
+        with open(os.path.splitext(results_file)[0] + ".json", "w") as f:
             json.dump(runs, f, indent=2)
-        print("written to %s (all measurements: %s.json)"
-              % (args.results_file, os.path.splitext(args.results_file)[0]))
+        print("written to %s (%s: %s.json)" % (results_file, what, os.path.splitext(results_file)[0]))
 
 
 EMULATOR_PID = int(os.environ["EMULATOR_PID"]) if os.environ.get("EMULATOR_PID", "").isdigit() else None
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def run_cli(doc, measure, report, scale_type=str, dataset_help="folder for the generated files",
+            add_measure_args=None, errors=()):
+    """The measure and report subcommands of a benchmark; a failure prints bench: FAILED: ... and exits 1."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     m = sub.add_parser("measure", help="measure one scale in the running sandbox")
-    m.add_argument("--scale", required=True)
-    m.add_argument("--dataset", required=True, help="generate.py --out folder of the same scale")
+    m.add_argument("--scale", required=True, type=scale_type)
+    m.add_argument("--dataset", required=True, help=dataset_help)
     m.add_argument("--out", required=True, help="JSON file for the measurements")
-    m.add_argument("--repeat", type=int, default=1, help="rounds; each method reports its fastest")
-    r = sub.add_parser("report", help="print and write the table")
+    if add_measure_args:
+        add_measure_args(m)
+    r = sub.add_parser("report", help="print and write the tables")
     r.add_argument("--results-file")
     r.add_argument("json", nargs="+")
     args = ap.parse_args()
@@ -522,9 +529,16 @@ def main():
             measure(args)
         else:
             report(args)
-    except (BenchError, StopIteration, KeyError, ValueError) as e:
+    except (BenchError, StopIteration, KeyError, ValueError) + tuple(errors) as e:
         print("bench: FAILED: %s" % (e or type(e).__name__), file=sys.stderr)
         sys.exit(1)
+
+
+def main():
+    """The sync benchmark's command line."""
+    run_cli(__doc__, measure, report, dataset_help="generate.py --out folder of the same scale",
+            add_measure_args=lambda m: m.add_argument("--repeat", type=int, default=1,
+                                                      help="rounds; each method reports its fastest"))
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@
       with the full plans of the slowest statements, to FILE.json).
 """
 
-import argparse
 import json
 import os
 import re
@@ -628,37 +627,12 @@ def report(args):
         if r.get("profile"):
             top_statements(w, r["profile"], "scale %s, a third run with auto_explain.log_analyze (%.2f s):"
                            % (r["scale"], r["profile"]["seconds"]))
-    text = "\n".join(lines) + "\n"
-    sys.stdout.write(text)
-    if args.results_file:
-        os.makedirs(os.path.dirname(args.results_file) or ".", exist_ok=True)
-        with open(args.results_file, "w") as f:
-            f.write(text)
-        with open(os.path.splitext(args.results_file)[0] + ".json", "w") as f:
-            json.dump(runs, f, indent=2)
-        print("written to %s (all measurements and plans: %s.json)"
-              % (args.results_file, os.path.splitext(args.results_file)[0]))
+    sb.write_report(lines, runs, args.results_file, "all measurements and plans")
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    m = sub.add_parser("measure", help="measure one scale in the running sandbox")
-    m.add_argument("--scale", required=True, type=int)
-    m.add_argument("--dataset", required=True, help="folder for the generated files")
-    m.add_argument("--out", required=True, help="JSON file for the measurements")
-    r = sub.add_parser("report", help="print and write the tables")
-    r.add_argument("--results-file")
-    r.add_argument("json", nargs="+")
-    args = ap.parse_args()
-    try:
-        if args.cmd == "measure":
-            measure(args)
-        else:
-            report(args)
-    except (BenchError, StopIteration, KeyError, ValueError) as e:
-        print("bench: FAILED: %s" % (e or type(e).__name__), file=sys.stderr)
-        sys.exit(1)
+    """The validation benchmark's command line."""
+    sb.run_cli(__doc__, measure, report, scale_type=int)
 
 
 if __name__ == "__main__":
