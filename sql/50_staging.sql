@@ -177,13 +177,6 @@ BEGIN
     END LOOP;
 
     -- nobody but the owner reads staging (default privileges may have granted more)
-    FOR r IN
-        SELECT DISTINCT a.grantee
-          FROM pg_class AS c, aclexplode(c.relacl) AS a
-         WHERE c.oid = format('migrate_staging.%I', tbl)::regclass AND a.grantee <> c.relowner
-    LOOP
-        EXECUTE format('REVOKE ALL ON migrate_staging.%I FROM %s', tbl,
-                       CASE WHEN r.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.grantee::regrole::text) END);
-    END LOOP;
+    PERFORM migrate_ext.set_acl('TABLE', format('migrate_staging.%I', tbl), NULL);
 END;
 $$;

@@ -146,6 +146,22 @@ BEGIN
 END;
 $$;
 
+-- Keep syncs, validations and other launches or rollbacks out until this
+-- transaction ends (the lock validate_and_prepare_clean_data() and
+-- sync_raw_api_data() take too); fail at once if one is running
+CREATE FUNCTION migrate_ext.lock_out_other_runs() RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(1835624306, 1) THEN
+        RAISE EXCEPTION 'a sync, a validation, or another launch or rollback is running'
+              USING ERRCODE = 'lock_not_available',
+                    HINT = 'Nothing was changed. Wait for it to finish; SELECT * FROM migrate_ext.migration_status(); shows what was done.';
+    END IF;
+END;
+$$;
+
 -- Run a swap plan: prepare, lock, swap, each statement in turn; on any
 -- error everything is rolled back and the error names the step and its
 -- statement.  Returns the lock hold time and attempts.
@@ -202,14 +218,9 @@ CREATE FUNCTION migrate_ext.create_private_schema(name text) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    g record;
 BEGIN
     EXECUTE format('CREATE SCHEMA %I', name);
-    FOR g IN SELECT DISTINCT a.grantee FROM pg_namespace AS n, aclexplode(n.nspacl) AS a
-              WHERE n.nspname = name AND a.grantee <> n.nspowner LOOP
-        EXECUTE format('REVOKE ALL ON SCHEMA %I FROM %s', name, migrate_ext.grantee_name(g.grantee));
-    END LOOP;
+    PERFORM migrate_ext.set_acl('SCHEMA', quote_ident(name), NULL);
 END;
 $$;
 
@@ -254,11 +265,7 @@ BEGIN
               USING ERRCODE = 'null_value_not_allowed', HINT = 'SELECT migrate_ext.launch_clean_production(dry_run => true); shows the plan.';
     END IF;
     PERFORM migrate_ext.check_fresh_transaction('launch_clean_production()');
-    IF NOT pg_try_advisory_xact_lock(1835624306, 1) THEN
-        RAISE EXCEPTION 'a sync, a validation, or another launch or rollback is running'
-              USING ERRCODE = 'lock_not_available',
-                    HINT = 'Nothing was changed. Wait for it to finish; SELECT * FROM migrate_ext.migration_status(); shows what was done.';
-    END IF;
+    PERFORM migrate_ext.lock_out_other_runs();
 
     SELECT string_agg('- ' || r.problem, E'\n') INTO v_problems FROM migrate_ext.launch_refusals() AS r;
     IF v_problems IS NOT NULL THEN
@@ -369,11 +376,7 @@ DECLARE
 BEGIN
     m := migrate_ext.find_migration(backup_timestamp);
     PERFORM migrate_ext.check_fresh_transaction('rollback_migration()');
-    IF NOT pg_try_advisory_xact_lock(1835624306, 1) THEN
-        RAISE EXCEPTION 'a sync, a validation, or another launch or rollback is running'
-              USING ERRCODE = 'lock_not_available',
-                    HINT = 'Nothing was changed. Wait for it to finish; SELECT * FROM migrate_ext.migration_status(); shows what was done.';
-    END IF;
+    PERFORM migrate_ext.lock_out_other_runs();
     SELECT string_agg(g.backup_timestamp, ', ' ORDER BY g.backup_timestamp) INTO v_later
       FROM migrate_ext.migrations AS g WHERE g.state = 'launched' AND g.launched_at > m.launched_at;
     IF v_later IS NOT NULL THEN
