@@ -252,7 +252,8 @@ DECLARE
     v_ts text;
     v_schema text;
     v_problems text;
-    v_first record;
+    v_first_problem text;
+    v_first_hint text;
     v_users uuid[];
     v_created bigint;
     v_before jsonb;
@@ -267,13 +268,16 @@ BEGIN
     PERFORM migrate_ext.check_fresh_transaction('launch_clean_production()');
     PERFORM migrate_ext.lock_out_other_runs();
 
-    SELECT string_agg('- ' || r.problem, E'\n') INTO v_problems FROM migrate_ext.launch_refusals() AS r;
+    -- every problem in the detail, the first one in the message and hint
+    SELECT string_agg('- ' || r.problem, E'\n' ORDER BY r.n), (array_agg(r.problem ORDER BY r.n))[1],
+           (array_agg(r.hint ORDER BY r.n))[1]
+      INTO v_problems, v_first_problem, v_first_hint
+      FROM migrate_ext.launch_refusals() WITH ORDINALITY AS r(problem, hint, n);
     IF v_problems IS NOT NULL THEN
-        SELECT * INTO v_first FROM migrate_ext.launch_refusals() LIMIT 1;
-        RAISE EXCEPTION 'launch refused: %', v_first.problem
+        RAISE EXCEPTION 'launch refused: %', v_first_problem
               USING ERRCODE = 'object_not_in_prerequisite_state',
                     DETAIL = E'Everything that stops the launch:\n' || v_problems,
-                    HINT = 'Nothing was changed. ' || v_first.hint;
+                    HINT = 'Nothing was changed. ' || v_first_hint;
     END IF;
 
     -- the backup's name is the launch time in UTC, one per second: a launch
