@@ -4,12 +4,13 @@
 -- close backups and the schemas that hold them.
 -------------------------------------------------------------------------------
 
--- A role name for GRANT and REVOKE (0 is PUBLIC)
+-- A role name for GRANT and REVOKE (0 is PUBLIC); regrole's text is
+-- already quoted where the name needs it
 CREATE FUNCTION migrate_ext.grantee_name(grantee oid) RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN grantee = 0 THEN 'PUBLIC' ELSE quote_ident(grantee::regrole::text) END;
+    SELECT CASE WHEN grantee = 0 THEN 'PUBLIC' ELSE grantee::regrole::text END;
 $$;
 
 -- Make the privileges on a table (kind TABLE, also views), a sequence, a
@@ -68,6 +69,144 @@ BEGIN
                FROM aclexplode(acl) AS a GROUP BY 1, 2 LOOP
         EXECUTE format('GRANT %s (%I) ON TABLE %s TO %s%s', g.privileges, col, target, migrate_ext.grantee_name(g.grantee),
                        CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+    END LOOP;
+END;
+$$;
+
+-- The statement that calls set_acl(), for a generated plan: every argument
+-- typed, so that no other function of that name could be chosen
+CREATE FUNCTION migrate_ext.set_acl_statement(kind text, target text, acl aclitem[]) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format('SELECT migrate_ext.set_acl(%L::text, %L::text, %L::aclitem[])', kind, target, acl);
+$$;
+
+-- Close a table the extension made (staging): no privileges for anyone but
+-- its owner on it or on the sequences its columns own, whatever default
+-- privileges granted
+CREATE FUNCTION migrate_ext.close_table(tbl regclass) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    seq regclass;
+BEGIN
+    PERFORM migrate_ext.set_acl('TABLE'::text, tbl::text, NULL::aclitem[]);
+    FOR seq IN SELECT d.objid::regclass FROM pg_depend AS d JOIN pg_class AS s ON s.oid = d.objid AND s.relkind = 'S'
+                WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+                  AND d.refobjid = tbl AND d.deptype IN ('a', 'i') LOOP
+        PERFORM migrate_ext.set_acl('SEQUENCE'::text, seq::text, NULL::aclitem[]);
+    END LOOP;
+END;
+$$;
+
+-------------------------------------------------------------------------------
+-- Private schemas: migrate_staging and the backups.  The extension writes
+-- customer data into them, so they must be its own: created by it, owned by
+-- the role that runs it, usable by nobody else, with nothing else inside.
+-------------------------------------------------------------------------------
+
+-- Create a schema nobody but its owner can use
+CREATE FUNCTION migrate_ext.create_private_schema(name text) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('CREATE SCHEMA %I', name);
+    PERFORM migrate_ext.set_acl('SCHEMA'::text, quote_ident(name), NULL::aclitem[]);
+END;
+$$;
+
+-- Objects of schema name other than the given tables and what belongs to
+-- them (indexes, owned sequences, statistics, row types): empty for a
+-- schema the extension may use
+CREATE FUNCTION migrate_ext.foreign_objects(name text, tables text[]) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH ours AS (
+        SELECT c.oid FROM pg_class AS c
+         WHERE c.relnamespace = to_regnamespace(name) AND c.relkind = 'r' AND c.relname = ANY (tables)
+    )
+    SELECT string_agg(pg_describe_object(d.classid, d.objid, d.objsubid), ', ' ORDER BY d.classid, d.objid)
+      FROM pg_depend AS d
+     WHERE d.refclassid = 'pg_namespace'::regclass AND d.refobjid = to_regnamespace(name)
+       AND NOT (d.classid = 'pg_class'::regclass AND d.objid IN (SELECT oid FROM ours))
+       AND NOT (d.classid = 'pg_class'::regclass
+                AND d.objid IN (SELECT i.indexrelid FROM pg_index AS i WHERE i.indrelid IN (SELECT oid FROM ours)))
+       AND NOT (d.classid = 'pg_class'::regclass
+                AND d.objid IN (SELECT s.objid FROM pg_depend AS s
+                                 WHERE s.classid = 'pg_class'::regclass AND s.refclassid = 'pg_class'::regclass
+                                   AND s.refobjid IN (SELECT oid FROM ours) AND s.deptype IN ('a', 'i')))
+       AND NOT (d.classid = 'pg_statistic_ext'::regclass
+                AND d.objid IN (SELECT x.oid FROM pg_statistic_ext AS x WHERE x.stxrelid IN (SELECT oid FROM ours)));
+$$;
+
+-- Make schema name the extension's private schema for the given tables:
+-- create it when missing; otherwise refuse unless the current role owns it
+-- and it holds nothing else, then close it again (nobody else may use it)
+CREATE FUNCTION migrate_ext.claim_private_schema(name text, tables text[]) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    owner oid;
+    others text;
+BEGIN
+    SELECT n.nspowner INTO owner FROM pg_namespace AS n WHERE n.nspname = name;
+    IF NOT FOUND THEN
+        PERFORM migrate_ext.create_private_schema(name);
+        RETURN;
+    END IF;
+    IF owner <> current_user::regrole THEN
+        RAISE EXCEPTION 'schema % is owned by %, not by %', name, owner::regrole, current_user
+              USING ERRCODE = 'insufficient_privilege',
+                    HINT = format('Nothing was changed. migrate_ext keeps customer data there, so only the role that runs it may own it: '
+                                  'check who made it, then have it dropped (DROP SCHEMA %I;) and run again.', name);
+    END IF;
+    others := migrate_ext.foreign_objects(name, tables);
+    IF others IS NOT NULL THEN
+        RAISE EXCEPTION 'schema % holds objects migrate_ext did not put there: %', name, others
+              USING ERRCODE = 'object_in_use',
+                    HINT = format('Nothing was changed. migrate_ext keeps customer data in %I and replaces its tables; move or drop those objects first.', name);
+    END IF;
+    PERFORM migrate_ext.set_acl('SCHEMA'::text, quote_ident(name), NULL::aclitem[]);
+END;
+$$;
+
+-- Make the extension's own objects private: nothing for PUBLIC or for any
+-- role that default privileges named (Supabase grants a lot to anon and
+-- authenticated by default, on tables, functions and schemas), everything
+-- for the extension's owner
+CREATE FUNCTION migrate_ext.close_extension_objects(ext_owner regrole) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    g record;
+BEGIN
+    REVOKE ALL ON ALL TABLES IN SCHEMA migrate_ext FROM PUBLIC;
+    REVOKE ALL ON ALL SEQUENCES IN SCHEMA migrate_ext FROM PUBLIC;
+    REVOKE ALL ON ALL FUNCTIONS IN SCHEMA migrate_ext FROM PUBLIC;
+    EXECUTE format('GRANT USAGE ON SCHEMA migrate_ext TO %s', ext_owner);
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA migrate_ext TO %s', ext_owner);
+    EXECUTE format('GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA migrate_ext TO %s', ext_owner);
+    EXECUTE format('GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA migrate_ext TO %s', ext_owner);
+    FOR g IN
+        SELECT DISTINCT 'TABLE ' || c.oid::regclass::text AS obj, a.grantee
+          FROM pg_class AS c, aclexplode(c.relacl) AS a
+         WHERE c.relnamespace = 'migrate_ext'::regnamespace AND a.grantee NOT IN (c.relowner, ext_owner)
+        UNION
+        SELECT DISTINCT 'FUNCTION ' || p.oid::regprocedure::text, a.grantee
+          FROM pg_proc AS p, aclexplode(p.proacl) AS a
+         WHERE p.pronamespace = 'migrate_ext'::regnamespace AND a.grantee NOT IN (p.proowner, ext_owner)
+        UNION
+        SELECT DISTINCT 'SCHEMA migrate_ext', a.grantee
+          FROM pg_namespace AS n, aclexplode(n.nspacl) AS a
+         WHERE n.nspname = 'migrate_ext' AND a.grantee NOT IN (n.nspowner, ext_owner)
+    LOOP
+        EXECUTE format('REVOKE ALL ON %s FROM %s', g.obj, migrate_ext.grantee_name(g.grantee));
     END LOOP;
 END;
 $$;

@@ -12,6 +12,14 @@ BEGIN ATOMIC
     SELECT '{unified_profiles,transactions,enrollments}'::text[];
 END;
 
+-- The tables of schema migrate_staging: the swapped tables and the auth
+-- users the launch creates
+CREATE FUNCTION migrate_ext.staging_tables() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+BEGIN ATOMIC
+    SELECT migrate_ext.swapped_tables() || '{auth_users}'::text[];
+END;
+
 -- The column of a swapped table that says when a row was created
 CREATE FUNCTION migrate_ext.created_column(tbl text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -119,14 +127,21 @@ RETURNS TABLE (staging_name name, prod_name name)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH defs AS (
-        SELECT i.indrelid, c.relname, i.indexrelid,
-               CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END ||
-               regexp_replace(pg_get_indexdef(i.indexrelid),
-                              '^CREATE (UNIQUE )?INDEX \S+ ON (ONLY )?\S+ ', '') AS def
+    WITH indexes AS (
+        SELECT i.indrelid, c.relname, i.indexrelid, i.indisunique, pg_get_indexdef(i.indexrelid) AS full_def,
+               -- what precedes the definition proper: the names, quoted as
+               -- pg_get_indexdef quotes them (search_path is pg_catalog only)
+               format('CREATE %sINDEX %s ON ', CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END,
+                      quote_ident(c.relname)) AS head
           FROM pg_index AS i
           JOIN pg_class AS c ON c.oid = i.indexrelid
          WHERE i.indrelid IN (prod, stag)
+    ), defs AS (
+        SELECT x.indrelid, x.relname, x.indexrelid,
+               CASE WHEN x.indisunique THEN 'UNIQUE ' ELSE '' END ||
+               substr(x.full_def, length(x.head) + 1 + length(x.indrelid::regclass::text) + 1
+                                  + CASE WHEN substr(x.full_def, length(x.head) + 1, 5) = 'ONLY ' THEN 5 ELSE 0 END) AS def
+          FROM indexes AS x
     ), numbered AS (
         SELECT d.*, row_number() OVER (PARTITION BY d.indrelid, d.def ORDER BY d.indexrelid) AS k
           FROM defs AS d
@@ -177,6 +192,6 @@ BEGIN
     END LOOP;
 
     -- nobody but the owner reads staging (default privileges may have granted more)
-    PERFORM migrate_ext.set_acl('TABLE', format('migrate_staging.%I', tbl), NULL);
+    PERFORM migrate_ext.close_table(format('migrate_staging.%I', tbl)::regclass);
 END;
 $$;

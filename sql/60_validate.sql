@@ -64,11 +64,9 @@ DECLARE
     v_test_re CONSTANT text := '@(example\.(com|org|net)|test\.com)$';
     v_table text;
 BEGIN
-    IF NOT pg_try_advisory_xact_lock(1835624306, 1) THEN
-        RAISE EXCEPTION 'a sync or another validation is running'
-              USING ERRCODE = 'lock_not_available', HINT = 'Wait for it to finish and try again.';
-    END IF;
+    PERFORM migrate_ext.lock_out_other_runs('validate_and_prepare_clean_data()');
     PERFORM migrate_ext.check_configuration();
+    PERFORM migrate_ext.claim_private_schema('migrate_staging', migrate_ext.staging_tables());
 
     SELECT s.run_id, min(s.started_at) INTO v_sync_run, v_sync_started
       FROM migrate_ext.sync_runs AS s
@@ -338,8 +336,6 @@ BEGIN
     ---------------------------------------------------------------------------
     -- Staging tables with production's shape, filled
     ---------------------------------------------------------------------------
-    CREATE SCHEMA IF NOT EXISTS migrate_staging;
-    REVOKE ALL ON SCHEMA migrate_staging FROM PUBLIC;
     IF to_regclass('migrate_staging.auth_users') IS NOT NULL THEN
         DROP TABLE migrate_staging.auth_users;
     END IF;
@@ -360,7 +356,7 @@ BEGIN
         last_name  text,
         created_at timestamptz NOT NULL
     );
-    REVOKE ALL ON migrate_staging.auth_users FROM PUBLIC;
+    PERFORM migrate_ext.close_table('migrate_staging.auth_users'::regclass);
 
     -- Rows production already has: production's row (every column kept)
     -- with the values the APIs say laid over it (jsonb_populate_record), in

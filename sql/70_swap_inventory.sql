@@ -22,6 +22,86 @@ AS $$
        AND c.relname = ANY (migrate_ext.swapped_tables());
 $$;
 
+-- The regclass columns the swap re-points: only those of tables it knows
+-- (Supabase Realtime's subscriptions).  A regclass column anywhere else is
+-- left alone: updating a table the swap does not know would run its
+-- triggers as the role that launches.
+CREATE FUNCTION migrate_ext.known_regclass_columns() RETURNS TABLE (tbl regclass, col name)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT a.attrelid::regclass, a.attname
+      FROM pg_attribute AS a
+     WHERE a.attrelid = to_regclass('realtime.subscription') AND a.attname = 'entity'
+       AND a.atttypid = 'regclass'::regtype AND NOT a.attisdropped;
+$$;
+
+-- Dependents of the swapped tables that the current role could not change
+-- at the swap (it must own what it replaces or re-points, and may update
+-- and lock what it re-points), with their owner: a launch or rollback
+-- would fail half-way on them, so they are refused before anything runs
+CREATE FUNCTION migrate_ext.swap_privilege_refusals()
+RETURNS TABLE (tbl text, object text, reason text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH owned_dependents AS (
+        -- views and materialized views over the table, replaced or re-created
+        SELECT d.tbl, format('%s %s', CASE v.relkind WHEN 'm' THEN 'materialized view' ELSE 'view' END, v.oid::regclass) AS object,
+               v.relowner AS owner
+          FROM migrate_ext.swap_dependents() AS d
+          JOIN pg_rewrite AS w ON w.oid = d.objid JOIN pg_class AS v ON v.oid = w.ev_class
+         WHERE d.catalog = 'pg_rewrite'::regclass AND v.relkind IN ('v', 'm')
+        UNION ALL
+        -- functions bound to the table or its row type, replaced
+        SELECT d.tbl, d.object, f.proowner
+          FROM migrate_ext.swap_dependents() AS d JOIN pg_proc AS f ON f.oid = d.objid
+         WHERE d.catalog = 'pg_proc'::regclass
+        UNION ALL
+        -- other tables' policies and foreign keys, re-parsed or re-created
+        SELECT d.tbl, d.object, c.relowner
+          FROM migrate_ext.swap_dependents() AS d
+          JOIN pg_policy AS p ON p.oid = d.objid JOIN pg_class AS c ON c.oid = p.polrelid
+         WHERE d.catalog = 'pg_policy'::regclass
+           AND NOT (c.relnamespace = 'public'::regnamespace AND c.relname = d.tbl)
+        UNION ALL
+        SELECT d.tbl, d.object, c.relowner
+          FROM migrate_ext.swap_dependents() AS d
+          JOIN pg_constraint AS k ON k.oid = d.objid JOIN pg_class AS c ON c.oid = k.conrelid
+         WHERE d.catalog = 'pg_constraint'::regclass AND k.contype = 'f'
+           AND NOT (c.relnamespace = 'public'::regnamespace AND c.relname = d.tbl)
+        UNION ALL
+        -- publications the table is moved out of and back into
+        SELECT d.tbl, d.object, pb.pubowner
+          FROM migrate_ext.swap_dependents() AS d
+          JOIN pg_publication_rel AS pr ON pr.oid = d.objid JOIN pg_publication AS pb ON pb.oid = pr.prpubid
+         WHERE d.catalog = 'pg_publication_rel'::regclass
+    )
+    SELECT DISTINCT o.tbl, o.object,
+           format('is owned by %s, and %s is not a member of that role, so the swap could not re-point it; '
+                  'have its owner drop it before the launch and re-create it after, or run the launch as a member of %s',
+                  o.owner::regrole, current_user, o.owner::regrole)
+      FROM owned_dependents AS o
+     WHERE NOT pg_has_role(current_user, o.owner, 'USAGE')
+    UNION ALL
+    SELECT DISTINCT c.relname::text, format('column %s.%I', k.tbl, k.col),
+           format('points at public.%s, and %s may not update and lock %s, so the swap could not re-point it; '
+                  'grant it SELECT and UPDATE on %s for the launch', c.relname, current_user, k.tbl, k.tbl)
+      FROM migrate_ext.known_regclass_columns() AS k, pg_class AS c
+     WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY (migrate_ext.swapped_tables())
+       AND NOT (has_table_privilege(k.tbl, 'SELECT') AND has_table_privilege(k.tbl, 'UPDATE'))
+    UNION ALL
+    -- tables production's foreign keys reference: the new tables get the
+    -- same foreign keys, which needs REFERENCES and a lock on them
+    SELECT DISTINCT c.relname::text, format('table %s', k.confrelid::regclass),
+           format('is referenced by public.%s, and %s lacks REFERENCES or UPDATE on it, so the new table could not get the same foreign key; '
+                  'grant both for the launch', c.relname, current_user)
+      FROM pg_class AS c JOIN pg_constraint AS k ON k.conrelid = c.oid AND k.contype = 'f'
+     WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY (migrate_ext.swapped_tables())
+       AND NOT pg_has_role(current_user, (SELECT r.relowner FROM pg_class AS r WHERE r.oid = k.confrelid), 'USAGE')
+       AND NOT (has_table_privilege(k.confrelid, 'REFERENCES') AND has_table_privilege(k.confrelid, 'UPDATE'));
+$$;
+
 -- What the swap cannot carry, one row per object, with the reason and what
 -- to do; an empty result means the swap may go ahead
 CREATE FUNCTION migrate_ext.swap_refusals()
@@ -92,6 +172,9 @@ AS $$
            'is not carried by the swap; remove it before the launch and set it again after'
       FROM pg_class AS c JOIN pg_seclabel AS l ON l.classoid = 'pg_class'::regclass AND l.objoid = c.oid
      WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY (migrate_ext.swapped_tables())
+    UNION ALL
+    -- what the launching role may not change
+    SELECT x.tbl, x.object, x.reason FROM migrate_ext.swap_privilege_refusals() AS x
     UNION ALL
     -- a table that belongs to an extension is the extension's to change
     SELECT c.relname::text, format('table public.%s', c.relname),

@@ -190,23 +190,23 @@ BEGIN
                NULL AS note
           INTO r FROM pg_class AS c WHERE c.oid = prod;
         IF (SELECT c.relowner FROM pg_class AS c WHERE c.oid = inc) <> r.owner::regrole THEN
-            late := late || format('ALTER TABLE %s OWNER TO %I', q_prod, r.owner);
+            late := late || format('ALTER TABLE %s OWNER TO %s', q_prod, r.owner);
         END IF;
-        late := late || format('SELECT migrate_ext.set_acl(''TABLE'', %L, %L)', q_prod, r.relacl);
+        late := late || migrate_ext.set_acl_statement('TABLE', q_prod, r.relacl);
         -- the table moved out (backup or staging) keeps no privileges but its
         -- owner's: its schema is closed too, this is a second barrier (the
         -- way back copies the privileges again)
-        late := late || format('SELECT migrate_ext.set_acl(''TABLE'', %L, NULL)', q_out);
+        late := late || migrate_ext.set_acl_statement('TABLE', q_out, NULL);
         FOR s IN SELECT a.attname FROM pg_attribute AS a
                   WHERE a.attrelid = prod AND a.attnum > 0 AND NOT a.attisdropped AND a.attacl IS NOT NULL
                   ORDER BY a.attnum LOOP
-            late := late || format('SELECT migrate_ext.set_column_acl(%L, %L, NULL)', q_out, s);
+            late := late || format('SELECT migrate_ext.set_column_acl(%L::regclass, %L::name, NULL::aclitem[])', q_out, s);
         END LOOP;
         FOR s IN SELECT a.attname FROM pg_attribute AS a
                   WHERE a.attnum > 0 AND NOT a.attisdropped
                     AND ((a.attrelid = prod AND a.attacl IS NOT NULL) OR (a.attrelid = inc AND a.attacl IS NOT NULL))
                   GROUP BY a.attname ORDER BY a.attname LOOP
-            late := late || format('SELECT migrate_ext.set_column_acl(%L, %L, %L)', q_prod, s,
+            late := late || format('SELECT migrate_ext.set_column_acl(%L::regclass, %L::name, %L::aclitem[])', q_prod, s,
                                    (SELECT a.attacl FROM pg_attribute AS a WHERE a.attrelid = prod AND a.attname = s));
         END LOOP;
         -- row level security flags (item 3)
@@ -271,10 +271,10 @@ BEGIN
                              || format('ALTER SEQUENCE %I.%I SET SCHEMA %I', outgoing_to, r.seqname, r.seqschema)
                              || format('ALTER SEQUENCE %I.%I OWNED BY %s.%I', r.seqschema, r.seqname, q_prod, r.attname);
             ELSIF r.identity_sequence IS NOT NULL THEN
-                late := late || format('SELECT setval(%L, greatest((SELECT last_value FROM %I.%I), (SELECT coalesce(max(%I), 0) FROM %s)))',
+                late := late || format('SELECT pg_catalog.setval(%L::regclass, greatest((SELECT last_value FROM %I.%I), (SELECT coalesce(max(%I), 0) FROM %s)))',
                                        format('public.%I', r.identity_sequence), outgoing_to, r.seqname, r.attname, q_prod);
-                late := late || format('SELECT migrate_ext.set_acl(''SEQUENCE'', %L, %L)', format('public.%I', r.identity_sequence), r.relacl)
-                             || format('SELECT migrate_ext.set_acl(''SEQUENCE'', %L, NULL)', format('%I.%I', outgoing_to, r.seqname));
+                late := late || migrate_ext.set_acl_statement('SEQUENCE', format('public.%I', r.identity_sequence), r.relacl)
+                             || migrate_ext.set_acl_statement('SEQUENCE', format('%I.%I', outgoing_to, r.seqname), NULL);
             ELSE
                 RAISE EXCEPTION 'column %.% uses sequence %.%, which %.% neither shares nor replaces with an identity',
                                 q_prod, r.attname, r.seqschema, r.seqname, incoming, t
@@ -399,8 +399,8 @@ BEGIN
             FOR s IN SELECT pg_get_indexdef(i.indexrelid) FROM pg_index AS i WHERE i.indrelid = r.oid ORDER BY i.indexrelid LOOP
                 repoint := repoint || s;
             END LOOP;
-            repoint := repoint || format('ALTER MATERIALIZED VIEW %s OWNER TO %I', r.view, r.owner)
-                               || format('SELECT migrate_ext.set_acl(''TABLE'', %L, %L)', r.view, r.relacl);
+            repoint := repoint || format('ALTER MATERIALIZED VIEW %s OWNER TO %s', r.view, r.owner)
+                               || migrate_ext.set_acl_statement('TABLE', r.view::text, r.relacl);
             IF r.note IS NOT NULL THEN
                 repoint := repoint || migrate_ext.comment_statement('MATERIALIZED VIEW ' || r.view, r.note);
             END IF;
@@ -449,22 +449,16 @@ BEGIN
                 CONTINUE;
             END IF;
             repoint := repoint || ('DROP ROUTINE ' || r.old_sig) || rtrim(r.def, E'\n')
-                               || format('ALTER ROUTINE %s OWNER TO %I', r.new_sig, r.owner)
-                               || format('SELECT migrate_ext.set_acl(''FUNCTION'', %L, %L)', r.new_sig, r.proacl);
+                               || format('ALTER ROUTINE %s OWNER TO %s', r.new_sig, r.owner)
+                               || migrate_ext.set_acl_statement('FUNCTION', r.new_sig, r.proacl);
             IF r.note IS NOT NULL THEN
                 repoint := repoint || migrate_ext.comment_statement('ROUTINE ' || r.new_sig, r.note);
             END IF;
         END LOOP;
 
-        -- regclass values in user tables (item 23, e.g. realtime.subscription)
-        FOR r IN SELECT a.attrelid::regclass AS tbl, a.attname
-                   FROM pg_attribute AS a
-                   JOIN pg_class AS c ON c.oid = a.attrelid AND c.relkind IN ('r', 'p')
-                   JOIN pg_namespace AS n ON n.oid = c.relnamespace
-                  WHERE a.atttypid = 'regclass'::regtype AND a.attnum > 0 AND NOT a.attisdropped
-                    AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_%'
-                    AND n.nspname NOT LIKE 'migrate\_%'
-                  ORDER BY 1, 2 LOOP
+        -- regclass values in the tables the swap knows (item 23,
+        -- realtime.subscription); no other table is ever updated
+        FOR r IN SELECT k.tbl, k.col AS attname FROM migrate_ext.known_regclass_columns() AS k ORDER BY 1, 2 LOOP
             EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE %I = $1)', r.tbl, r.attname) INTO found_regclass USING prod;
             IF found_regclass THEN
                 repoint := repoint || format('UPDATE %s SET %I = %L::regclass WHERE %I = %L::regclass',
@@ -475,7 +469,7 @@ BEGIN
 
     -- PostgREST reloads its schema cache when this commits (item 29)
     repoint := repoint || 'NOTIFY pgrst, ''reload schema'''::text
-                       || format('SELECT migrate_ext.check_swap_invariant(%L)', outgoing_to);
+                       || format('SELECT migrate_ext.check_swap_invariant(%L::text)', outgoing_to);
 
     -- referenced tables are locked in SHARE ROW EXCLUSIVE mode (what adding
     -- a foreign key takes); swapped ones are locked exclusively anyway

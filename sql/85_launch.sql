@@ -26,6 +26,33 @@ BEGIN ATOMIC
     SELECT 'migrate_backup_' || backup_timestamp;
 END;
 
+-- The backup's name: the launch time in UTC, one per second.  A launch in
+-- the same second as an earlier one waits for the next second; a name
+-- taken by a schema no launch made (somebody could create the next
+-- seconds' names in advance) is refused after a few seconds, not waited out
+CREATE FUNCTION migrate_ext.new_backup_timestamp() RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ts text;
+    squatter text;
+BEGIN
+    FOR attempt IN 1..15 LOOP
+        ts := to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY_MM_DD_HH24_MI_SS');
+        SELECT format('schema %s (owned by %s)', n.nspname, n.nspowner::regrole) INTO squatter
+          FROM pg_namespace AS n WHERE n.nspname = migrate_ext.backup_schema(ts);
+        IF squatter IS NULL AND NOT EXISTS (SELECT 1 FROM migrate_ext.migrations AS m WHERE m.backup_timestamp = ts) THEN
+            RETURN ts;
+        END IF;
+        PERFORM pg_sleep(0.2);
+    END LOOP;
+    RAISE EXCEPTION 'launch refused: no free backup name; the last one tried is taken by %', coalesce(squatter, 'an earlier migration')
+          USING ERRCODE = 'duplicate_schema',
+                HINT = 'Nothing was changed. Schemas named migrate_backup_<timestamp> are the launch''s own: drop the ones no migration made (SELECT * FROM migrate_ext.migration_status(); lists the migrations), then launch again.';
+END;
+$$;
+
 -- Everything that stops a launch now, with what to do; empty when the
 -- launch may go ahead
 CREATE FUNCTION migrate_ext.launch_refusals() RETURNS TABLE (problem text, hint text)
@@ -114,6 +141,15 @@ BEGIN
         END IF;
     END LOOP;
 
+    IF to_regnamespace('migrate_staging') IS NOT NULL THEN
+        problem := 'schema migrate_staging holds objects migrate_ext did not put there: '
+                   || migrate_ext.foreign_objects('migrate_staging', migrate_ext.staging_tables());
+        IF problem IS NOT NULL THEN
+            hint := 'They would be left behind, or read the new tables; move or drop them, then validate again.';
+            RETURN NEXT;
+        END IF;
+    END IF;
+
     FOR problem IN SELECT format('%s %s', r.object, r.reason) FROM migrate_ext.swap_refusals() AS r LOOP
         hint := 'The swap fails closed on what it cannot carry: change or drop what is listed, launch, then re-create it.';
         RETURN NEXT;
@@ -142,22 +178,6 @@ BEGIN
         RAISE EXCEPTION '% must run before anything else in its transaction touches the tables it swaps (this one holds locks on %)', what, held
               USING ERRCODE = 'active_sql_transaction',
                     HINT = 'Nothing was changed. Run it on its own, or first after BEGIN, so that a failed lock attempt holds nothing that other sessions wait for.';
-    END IF;
-END;
-$$;
-
--- Keep syncs, validations and other launches or rollbacks out until this
--- transaction ends (the lock validate_and_prepare_clean_data() and
--- sync_raw_api_data() take too); fail at once if one is running
-CREATE FUNCTION migrate_ext.lock_out_other_runs() RETURNS void
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF NOT pg_try_advisory_xact_lock(1835624306, 1) THEN
-        RAISE EXCEPTION 'a sync, a validation, or another launch or rollback is running'
-              USING ERRCODE = 'lock_not_available',
-                    HINT = 'Nothing was changed. Wait for it to finish; SELECT * FROM migrate_ext.migration_status(); shows what was done.';
     END IF;
 END;
 $$;
@@ -213,17 +233,6 @@ BEGIN
 END;
 $$;
 
--- Create a schema nobody but its owner can use
-CREATE FUNCTION migrate_ext.create_private_schema(name text) RETURNS void
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    EXECUTE format('CREATE SCHEMA %I', name);
-    PERFORM migrate_ext.set_acl('SCHEMA', quote_ident(name), NULL);
-END;
-$$;
-
 -- Row counts of the swapped tables of a schema, as jsonb
 CREATE FUNCTION migrate_ext.table_counts(schema_name text) RETURNS jsonb
 LANGUAGE plpgsql STABLE
@@ -266,7 +275,7 @@ BEGIN
               USING ERRCODE = 'null_value_not_allowed', HINT = 'SELECT migrate_ext.launch_clean_production(dry_run => true); shows the plan.';
     END IF;
     PERFORM migrate_ext.check_fresh_transaction('launch_clean_production()');
-    PERFORM migrate_ext.lock_out_other_runs();
+    PERFORM migrate_ext.lock_out_other_runs('launch_clean_production()');
 
     -- every problem in the detail, the first one in the message and hint
     SELECT string_agg('- ' || r.problem, E'\n' ORDER BY r.n), (array_agg(r.problem ORDER BY r.n))[1],
@@ -280,14 +289,7 @@ BEGIN
                     HINT = 'Nothing was changed. ' || v_first_hint;
     END IF;
 
-    -- the backup's name is the launch time in UTC, one per second: a launch
-    -- in the same second as an earlier one waits for the next
-    LOOP
-        v_ts := to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY_MM_DD_HH24_MI_SS');
-        EXIT WHEN NOT EXISTS (SELECT 1 FROM migrate_ext.migrations AS m WHERE m.backup_timestamp = v_ts)
-              AND to_regnamespace(migrate_ext.backup_schema(v_ts)) IS NULL;
-        PERFORM pg_sleep(0.2);
-    END LOOP;
+    v_ts := migrate_ext.new_backup_timestamp();
     v_schema := migrate_ext.backup_schema(v_ts);
     v_users := ARRAY(SELECT s.id FROM migrate_staging.auth_users AS s
                       WHERE NOT EXISTS (SELECT 1 FROM auth.users AS u WHERE u.id = s.id) ORDER BY s.id);
@@ -370,6 +372,8 @@ DECLARE
     m migrate_ext.migrations;
     v_schema text;
     v_later text;
+    v_refused text;
+    v_first_refusal text;
     v_late jsonb := '{}';
     v_before jsonb;
     v_after jsonb;
@@ -380,13 +384,22 @@ DECLARE
 BEGIN
     m := migrate_ext.find_migration(backup_timestamp);
     PERFORM migrate_ext.check_fresh_transaction('rollback_migration()');
-    PERFORM migrate_ext.lock_out_other_runs();
+    PERFORM migrate_ext.lock_out_other_runs('rollback_migration()');
     SELECT string_agg(g.backup_timestamp, ', ' ORDER BY g.backup_timestamp) INTO v_later
       FROM migrate_ext.migrations AS g WHERE g.state = 'launched' AND g.launched_at > m.launched_at;
     IF v_later IS NOT NULL THEN
         RAISE EXCEPTION 'migration % cannot be rolled back while a later launch (%) is in place', m.backup_timestamp, v_later
               USING ERRCODE = 'object_not_in_prerequisite_state',
                     HINT = 'Nothing was changed. Roll back the later migrations first, newest first.';
+    END IF;
+    SELECT string_agg(format('- %s %s', r.object, r.reason), E'\n'), (array_agg(format('%s %s', r.object, r.reason)))[1]
+      INTO v_refused, v_first_refusal
+      FROM migrate_ext.swap_refusals() AS r;
+    IF v_refused IS NOT NULL THEN
+        RAISE EXCEPTION 'rollback refused: %', v_first_refusal
+              USING ERRCODE = 'object_not_in_prerequisite_state',
+                    DETAIL = E'Everything that stops the rollback:\n' || v_refused,
+                    HINT = 'Nothing was changed. Change or drop what is listed, roll back, then re-create it.';
     END IF;
     v_schema := migrate_ext.backup_schema(m.backup_timestamp);
     FOREACH t IN ARRAY migrate_ext.swapped_tables() LOOP
@@ -401,9 +414,7 @@ BEGIN
                         HINT = 'Nothing was changed. It was built after the launch by validate_and_prepare_clean_data(); drop it (DROP TABLE migrate_staging.unified_profiles, migrate_staging.transactions, migrate_staging.enrollments;) and roll back again.';
         END IF;
     END LOOP;
-    IF to_regnamespace('migrate_staging') IS NULL THEN
-        PERFORM migrate_ext.create_private_schema('migrate_staging');
-    END IF;
+    PERFORM migrate_ext.claim_private_schema('migrate_staging', migrate_ext.staging_tables());
 
     -- what was written after the launch stays with the launched tables
     FOREACH t IN ARRAY migrate_ext.swapped_tables() LOOP

@@ -39,10 +39,6 @@
 
 PG_FUNCTION_INFO_V1(migrate_ext_sync_raw_api_data);
 
-/* Advisory lock key shared by every migrate_ext entry point ('migr') */
-#define MIGRATE_LOCK_CLASS 0x6d696772
-#define MIGRATE_LOCK_SYNC 1
-
 /* What one source's run did, as reported in sync_runs and the result */
 typedef struct SourceResult
 {
@@ -447,7 +443,6 @@ migrate_ext_sync_raw_api_data(PG_FUNCTION_ARGS)
 	List	   *sources = ReadSourcesArgument(fcinfo);
 	ListCell   *lc;
 	int64		run_id;
-	char		sql[128];
 
 	if (GetDatabaseEncoding() != PG_UTF8)
 		ereport(ERROR,
@@ -460,13 +455,10 @@ migrate_ext_sync_raw_api_data(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	snprintf(sql, sizeof(sql), "SELECT pg_catalog.pg_try_advisory_xact_lock(%d, %d)::pg_catalog.int4::pg_catalog.int8",
-			 MIGRATE_LOCK_CLASS, MIGRATE_LOCK_SYNC);
-	if (SelectInt8(sql) != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-				 errmsg("another migrate_ext.sync_raw_api_data() is running"),
-				 errhint("Wait for it to finish; pg_stat_activity shows how far it is.")));
+	/* one run of the extension at a time (sql/12_run_lock.sql) */
+	if (SPI_execute("SELECT migrate_ext.lock_out_other_runs('sync_raw_api_data()'::pg_catalog.text)",
+					false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not take the run lock");
 	run_id = SelectInt8("SELECT pg_catalog.nextval('migrate_ext.sync_runs_run_id_seq'::pg_catalog.regclass)");
 
 	foreach(lc, sources)

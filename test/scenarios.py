@@ -142,7 +142,7 @@ def progress_and_lock():
           and "xendit page 4, 400 records" in seen and "Extension" in seen, str(seen))
     rc, out, err = psql("SELECT migrate_ext.sync_raw_api_data()")
     check("a second sync at the same time is refused clearly",
-          rc != 0 and "another migrate_ext.sync_raw_api_data() is running" in err, err)
+          rc != 0 and "sync_raw_api_data() cannot start: migrate_ext.sync_raw_api_data() is running" in err, err)
     out, err = proc.communicate(timeout=60)
     check("the first sync then completes", proc.returncode == 0
           and out.strip() == "xendit|succeeded\nsystemeio|succeeded", out + err)
@@ -292,7 +292,7 @@ def two_launches():
     out1, err1 = first.communicate(timeout=60)
     check("two launches: the first one launched", first.returncode == 0 and "SUCCESS: launched" in out1, err1)
     check("two launches: the second fails at once, clearly (%.2f s)" % waited,
-          second.returncode != 0 and "another launch or rollback is running" in err2 and waited < 2.0, err2)
+          second.returncode != 0 and "launch_clean_production() cannot start: migrate_ext.launch_clean_production() is running" in err2 and waited < 2.0, err2)
     state = launch_value("SELECT string_agg(state, ',') || ' ' || "
                          "(SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'migrate\\_backup\\_%') "
                          "FROM migrate_ext.migrations")

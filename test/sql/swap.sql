@@ -149,21 +149,11 @@ AS $$
         (SELECT count(*) FROM public.enrollments), (SELECT count(*) FROM auth.users),
         (SELECT count(*) FROM auth.identities), (SELECT count(*) FROM migrate_ext.migrations),
         (SELECT string_agg(nspname, ',' ORDER BY nspname) FROM pg_namespace WHERE nspname LIKE 'migrate\_%'),
-        (SELECT string_agg(c.oid::regclass::text, ',' ORDER BY 1) FROM pg_class AS c
+        (SELECT string_agg(c.oid::regclass::text, ',' ORDER BY c.oid::regclass::text) FROM pg_class AS c
           WHERE c.relnamespace = to_regnamespace('migrate_staging') AND c.relkind = 'r')));
 $$;
 
--- An error's message, with timestamps replaced (they differ in every run)
-CREATE FUNCTION regress.error_of(statement text) RETURNS text
-LANGUAGE plpgsql
-AS $$
-BEGIN
-    EXECUTE statement;
-    RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-    RETURN regexp_replace(regexp_replace(SQLERRM, '\d{4}(_\d{2}){5}', 'TS', 'g'), ' at .*$', ' at TIME');
-END;
-$$;
+\i test/fixture/error_of.psql
 
 -- What differs from a saved copy of the properties
 CREATE TABLE regress.expected_properties AS SELECT * FROM regress.properties();
