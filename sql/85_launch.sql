@@ -449,7 +449,7 @@ BEGIN
     v_schema := migrate_ext.backup_schema(m.backup_timestamp);
     IF to_regnamespace(v_schema) IS NULL THEN
         RAISE EXCEPTION 'backup schema % is missing', v_schema
-              USING ERRCODE = 'undefined_schema', HINT = 'Nothing was changed. It was dropped by hand.';
+              USING ERRCODE = 'invalid_schema_name', HINT = 'Nothing was changed. It was dropped by hand.';
     END IF;
     PERFORM migrate_ext.check_swap_invariant(v_schema);
     EXECUTE format('DROP TABLE %s',

@@ -438,6 +438,12 @@ SELECT backup_timestamp AS ts2, migrate_ext.backup_schema(backup_timestamp) AS b
 SELECT regress.error_of(format('CREATE VIEW regress.old_profiles AS SELECT id FROM %I.unified_profiles', :'backup_schema2'));
 SELECT regress.error_of(format('SELECT migrate_ext.drop_backup(%L)', :'ts2'));
 DROP VIEW regress.old_profiles;
+-- a backup schema gone by hand (here renamed away, in a transaction undone)
+-- is named in the error
+BEGIN;
+SELECT regress.error_of(format('ALTER SCHEMA %I RENAME TO regress_moved_backup', :'backup_schema2'));
+SELECT regress.error_of(format('SELECT migrate_ext.drop_backup(%L)', :'ts2'));
+ROLLBACK;
 SELECT regexp_replace(migrate_ext.drop_backup(:'ts2'), '\d{4}(_\d{2}){5}', 'TS', 'g') AS dropped;
 SELECT to_regnamespace(:'backup_schema2') IS NULL AS backup_schema_gone,
        (SELECT state FROM migrate_ext.migrations WHERE backup_timestamp = :'ts2') AS state;
