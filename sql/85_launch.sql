@@ -232,7 +232,7 @@ AS $$
 DECLARE
     t text;
     n bigint;
-    counts jsonb := '{}';
+    counts jsonb := '{}'::jsonb;
 BEGIN
     FOREACH t IN ARRAY migrate_ext.swapped_tables() LOOP
         EXECUTE format('SELECT count(*) FROM %I.%I', schema_name, t) INTO n;
@@ -370,7 +370,7 @@ DECLARE
     m migrate_ext.migrations;
     v_schema text;
     v_later text;
-    v_late jsonb := '{}';
+    v_late jsonb := '{}'::jsonb;
     v_before jsonb;
     v_after jsonb;
     v_lock jsonb;
