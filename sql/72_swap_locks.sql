@@ -1,5 +1,5 @@
 -------------------------------------------------------------------------------
--- The swap's lock protocol (reference swap.md §6): every relation locked in
+-- The swap's lock protocol (doc/swap-checklist.md item 26): every relation locked in
 -- ACCESS EXCLUSIVE mode (or SHARE ROW EXCLUSIVE, for tables that new
 -- foreign keys reference) in OID order, each attempt bounded by
 -- migrate_ext.lock_timeout, retried migrate_ext.lock_retries times with

@@ -1,5 +1,5 @@
 -------------------------------------------------------------------------------
--- The swap engine (reference swap.md §6 and §7): one plan, read from the
+-- The swap engine (doc/swap-checklist.md): one plan, read from the
 -- catalog before anything changes, that moves the production tables of
 -- public into outgoing_to and the tables of schema incoming into public,
 -- carries over everything a move leaves behind and re-points everything

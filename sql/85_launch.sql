@@ -1,6 +1,6 @@
 -------------------------------------------------------------------------------
 -- launch_clean_production(), rollback_migration(), migration_status(),
--- drop_backup() (DESIGN §5, §6): refusals, the migrations log, and the swap
+-- drop_backup(): refusals, the migrations log, and the swap
 -- engine run forward (staging in, production to a backup) or backward
 -------------------------------------------------------------------------------
 
