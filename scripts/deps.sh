@@ -4,6 +4,7 @@
 set -euo pipefail
 
 packages=(postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev libjansson-dev
+          postgresql-15-plpgsql-check
           pkg-config make gcc python3 util-linux openssl)
 
 missing=()

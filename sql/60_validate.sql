@@ -14,7 +14,9 @@ AS $$
 DECLARE
     n bigint := 0;
     m bigint;
-    k record;
+    k_key text;
+    k_email text;
+    k_source text;
 BEGIN
     BEGIN
         EXECUTE insert_sql USING NULL::text;
@@ -23,14 +25,14 @@ BEGIN
     EXCEPTION WHEN integrity_constraint_violation THEN
         n := 0;
     END;
-    FOR k IN EXECUTE keys_sql LOOP
+    FOR k_key, k_email, k_source IN EXECUTE keys_sql LOOP
         BEGIN
-            EXECUTE insert_sql USING k.key;
+            EXECUTE insert_sql USING k_key;
             GET DIAGNOSTICS m = ROW_COUNT;
             n := n + m;
         EXCEPTION WHEN integrity_constraint_violation THEN
             INSERT INTO migrate_ext.validation_issues (run_id, severity, rule, source, record_id, email, detail)
-            VALUES (run_id, 'error', 'constraint_violation', k.source, k.key, k.email,
+            VALUES (run_id, 'error', 'constraint_violation', k_source, k_key, k_email,
                     format('%s: %s', what, SQLERRM));
         END;
     END LOOP;
@@ -85,6 +87,10 @@ BEGIN
             EXECUTE format('DROP TABLE pg_temp.%I', v_table);
         END IF;
     END LOOP;
+    -- Each PRAGMA:TABLE line declares the working table the next statement
+    -- creates, for plpgsql_check (test/sql/plpgsql_check.sql); at run time
+    -- it is a constant, and nothing needs plpgsql_check installed.
+    PERFORM 'PRAGMA:TABLE: mx_contact (id text, email text, raw_email text, email_ok boolean, excluded text, first_name text, last_name text, tags text[], registered_at timestamptz)';
     CREATE TEMP TABLE mx_contact ON COMMIT DROP AS
     SELECT c.id, lower(btrim(c.email)) AS email, c.email AS raw_email,
            coalesce(lower(btrim(c.email)) ~ v_email_re, false) AS email_ok,
@@ -95,6 +101,7 @@ BEGIN
                              OR (e.kind = 'email' AND lower(btrim(c.email)) LIKE e.value)
                           ORDER BY e.kind LIMIT 1) AS x ON true;
 
+    PERFORM 'PRAGMA:TABLE: mx_person (email text, contact_ids text[], first_name text, last_name text, tags text[], registered_at timestamptz)';
     CREATE TEMP TABLE mx_person ON COMMIT DROP AS
     SELECT c.email,
            array_agg(DISTINCT c.id ORDER BY c.id) AS contact_ids,
@@ -114,6 +121,7 @@ BEGIN
     ---------------------------------------------------------------------------
     -- Invoices: product, status, e-mail identity, exclusions
     ---------------------------------------------------------------------------
+    PERFORM 'PRAGMA:TABLE: mx_invoice (id text, external_id text, status text, amount numeric, currency text, raw_email text, email text, email_ok boolean, excluded text, product text, transaction_type text, fallback boolean, production_status text, paid boolean, known_status boolean, paid_at timestamptz, expiry_date timestamptz, created timestamptz, updated timestamptz, payment_method text, payment_channel text, description text, amount_type text, valid boolean)';
     CREATE TEMP TABLE mx_invoice ON COMMIT DROP AS
     SELECT i.id, i.external_id, i.status, i.amount, i.currency, i.payer_email AS raw_email,
            nullif(lower(btrim(i.payer_email)), '') AS email,
@@ -207,6 +215,7 @@ BEGIN
     ---------------------------------------------------------------------------
     -- Sales: paid invoices, and paid tags without a paid invoice
     ---------------------------------------------------------------------------
+    PERFORM 'PRAGMA:TABLE: mx_sale (email text, product text, first_paid_at timestamptz, manual boolean)';
     CREATE TEMP TABLE mx_sale ON COMMIT DROP AS
     SELECT i.email, i.product, min(i.paid_at) AS first_paid_at, false AS manual
       FROM mx_invoice AS i WHERE i.valid GROUP BY i.email, i.product;
@@ -232,6 +241,7 @@ BEGIN
     ---------------------------------------------------------------------------
     -- Users: existing auth users keep their ids; new ones get a stable id
     ---------------------------------------------------------------------------
+    PERFORM 'PRAGMA:TABLE: mx_auth (email text, id uuid)';
     CREATE TEMP TABLE mx_auth ON COMMIT DROP AS
     SELECT lower(btrim(u.email)) AS email, (array_agg(u.id ORDER BY u.created_at NULLS LAST, u.id))[1] AS id
       FROM auth.users AS u WHERE u.email IS NOT NULL GROUP BY 1;
@@ -248,6 +258,7 @@ BEGIN
     PERFORM migrate_ext.draw_ids('user',
         ARRAY(SELECT DISTINCT s.email FROM mx_sale AS s JOIN migrate_ext.products AS pr ON pr.code = s.product
                WHERE pr.grants_profile AND NOT EXISTS (SELECT 1 FROM mx_auth AS a WHERE a.email = s.email)));
+    PERFORM 'PRAGMA:TABLE: mx_user (email text, id uuid, has_auth_user boolean, first_paid_at timestamptz, created_at timestamptz)';
     CREATE TEMP TABLE mx_user ON COMMIT DROP AS
     SELECT s.email, coalesce(a.id, m.id) AS id, a.id IS NOT NULL AS has_auth_user,
            min(s.first_paid_at) AS first_paid_at,
@@ -268,6 +279,7 @@ BEGIN
     -- production transactions that can be recognized: by an external id
     -- that only one of them has, or as the only manual payment of a product
     -- for an e-mail
+    PERFORM 'PRAGMA:TABLE: mx_prod_tx (kind text, key text, id uuid)';
     CREATE TEMP TABLE mx_prod_tx ON COMMIT DROP AS
     SELECT 'external_id' AS kind, t.external_id AS key, min(t.id::text)::uuid AS id
       FROM public.transactions AS t WHERE t.external_id IS NOT NULL
@@ -279,6 +291,7 @@ BEGIN
     CREATE UNIQUE INDEX ON mx_prod_tx (kind, key);
     ANALYZE mx_prod_tx;
 
+    PERFORM 'PRAGMA:TABLE: mx_tx (id uuid, source text, record_id text, email text, product text, user_id uuid, amount numeric, currency text, status text, payment_method text, transaction_type text, external_id text, paid_at timestamptz, settled_at timestamptz, expires_at timestamptz, created_at timestamptz, updated_at timestamptz, metadata jsonb)';
     CREATE TEMP TABLE mx_tx ON COMMIT DROP AS
     SELECT coalesce(pt.id, m.id) AS id, 'xendit' AS source, i.id AS record_id, i.email, i.product,
            coalesce(a.id, u.id) AS user_id, i.amount, i.currency, i.production_status AS status,
@@ -317,6 +330,7 @@ BEGIN
     ---------------------------------------------------------------------------
     -- Enrollments: one per user and course of products that grant one
     ---------------------------------------------------------------------------
+    PERFORM 'PRAGMA:TABLE: mx_enroll (user_id uuid, course_id uuid, email text, transaction_id uuid, enrolled_at timestamptz, id uuid)';
     CREATE TEMP TABLE mx_enroll ON COMMIT DROP AS
     SELECT u.id AS user_id, c.id AS course_id, s.email,
            (SELECT t.id FROM mx_tx AS t WHERE t.email = s.email AND t.product = s.product

@@ -1,5 +1,5 @@
 -------------------------------------------------------------------------------
--- The swap's lock protocol (reference swap.md §6): every relation locked in
+-- The swap's lock protocol (doc/swap-checklist.md item 26): every relation locked in
 -- ACCESS EXCLUSIVE mode (or SHARE ROW EXCLUSIVE, for tables that new
 -- foreign keys reference) in OID order, each attempt bounded by
 -- migrate_ext.lock_timeout, retried migrate_ext.lock_retries times with
@@ -51,17 +51,16 @@ BEGIN
             RETURN attempt;
         EXCEPTION WHEN lock_not_available THEN
             -- the attempt's subtransaction is gone, and every lock it took
-            IF attempt >= attempts THEN
-                RAISE EXCEPTION 'could not lock % for the swap: % attempts of % each timed out', waiting_for, attempt, per_attempt
-                      USING ERRCODE = 'lock_not_available',
-                            DETAIL = coalesce('Held by: ' || (SELECT string_agg(format('pid %s (%s, %s)', a.pid, coalesce(nullif(a.application_name, ''), a.usename), a.state), ', ' ORDER BY a.pid)
-                                                              FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid
-                                                             WHERE l.relation = waiting_for AND l.granted AND l.pid <> pg_backend_pid()),
-                                              'another session'),
-                            HINT = 'Nothing was changed. Retry when those sessions are done, or raise migrate_ext.lock_retries or migrate_ext.lock_timeout.';
-            END IF;
+            EXIT WHEN attempt >= attempts;
             PERFORM pg_sleep(least(0.05 * 2 ^ least(attempt, 10), 2.0) * (0.5 + random() / 2));
         END;
     END LOOP;
+    RAISE EXCEPTION 'could not lock % for the swap: % attempts of % each timed out', waiting_for, attempt, per_attempt
+          USING ERRCODE = 'lock_not_available',
+                DETAIL = coalesce('Held by: ' || (SELECT string_agg(format('pid %s (%s, %s)', a.pid, coalesce(nullif(a.application_name, ''), a.usename), a.state), ', ' ORDER BY a.pid)
+                                                  FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid
+                                                 WHERE l.relation = waiting_for AND l.granted AND l.pid <> pg_backend_pid()),
+                                  'another session'),
+                HINT = 'Nothing was changed. Retry when those sessions are done, or raise migrate_ext.lock_retries or migrate_ext.lock_timeout.';
 END;
 $$;

@@ -1,6 +1,6 @@
 -------------------------------------------------------------------------------
 -- Creating the staged new users in auth.users as Supabase Auth expects them
--- (the launch's first step; DESIGN §5, reference production-schema.md §2)
+-- (the launch's first step)
 -------------------------------------------------------------------------------
 
 -- Insert every user of migrate_staging.auth_users that auth.users does not

@@ -1,5 +1,5 @@
 -------------------------------------------------------------------------------
--- The swap engine (reference swap.md §6 and §7): one plan, read from the
+-- The swap engine (doc/swap-checklist.md): one plan, read from the
 -- catalog before anything changes, that moves the production tables of
 -- public into outgoing_to and the tables of schema incoming into public,
 -- carries over everything a move leaves behind and re-points everything
@@ -63,12 +63,12 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    prepare text[] := '{}';
-    late text[] := '{}';          -- after the moves, before re-pointing
-    repoint text[] := '{}';
-    before_move text[] := '{}';
-    moves_out text[] := '{}';
-    moves_in text[] := '{}';
+    prepare text[] := '{}'::text[];
+    late text[] := '{}'::text[];  -- after the moves, before re-pointing
+    repoint text[] := '{}'::text[];
+    before_move text[] := '{}'::text[];
+    moves_out text[] := '{}'::text[];
+    moves_in text[] := '{}'::text[];
     t text;
     prod oid;
     inc oid;
@@ -78,10 +78,10 @@ DECLARE
     def text;
     r record;
     s text;
-    seen oid[] := '{}';           -- views, policies and functions already planned
-    foreign_keys text[] := '{}';  -- foreign keys of the incoming tables to other tables
+    seen oid[] := '{}'::oid[];  -- views, policies and functions already planned
+    foreign_keys text[] := '{}'::text[];  -- foreign keys of the incoming tables to other tables
     statements text[];
-    referenced oid[] := '{}';     -- tables the incoming tables' new foreign keys reference
+    referenced oid[] := '{}'::oid[];  -- tables the incoming tables' new foreign keys reference
     exclusive regclass[];
     found_regclass boolean;
 BEGIN

@@ -1,6 +1,6 @@
 -------------------------------------------------------------------------------
 -- launch_clean_production(), rollback_migration(), migration_status(),
--- drop_backup() (DESIGN §5, §6): refusals, the migrations log, and the swap
+-- drop_backup(): refusals, the migrations log, and the swap
 -- engine run forward (staging in, production to a backup) or backward
 -------------------------------------------------------------------------------
 
@@ -241,7 +241,7 @@ AS $$
 DECLARE
     t text;
     n bigint;
-    counts jsonb := '{}';
+    counts jsonb := '{}'::jsonb;
 BEGIN
     FOREACH t IN ARRAY migrate_ext.swapped_tables() LOOP
         EXECUTE format('SELECT count(*) FROM %I.%I', schema_name, t) INTO n;
@@ -374,7 +374,7 @@ DECLARE
     v_later text;
     v_refused text;
     v_first_refusal text;
-    v_late jsonb := '{}';
+    v_late jsonb := '{}'::jsonb;
     v_before jsonb;
     v_after jsonb;
     v_lock jsonb;
@@ -460,7 +460,7 @@ BEGIN
     v_schema := migrate_ext.backup_schema(m.backup_timestamp);
     IF to_regnamespace(v_schema) IS NULL THEN
         RAISE EXCEPTION 'backup schema % is missing', v_schema
-              USING ERRCODE = 'undefined_schema', HINT = 'Nothing was changed. It was dropped by hand.';
+              USING ERRCODE = 'invalid_schema_name', HINT = 'Nothing was changed. It was dropped by hand.';
     END IF;
     PERFORM migrate_ext.check_swap_invariant(v_schema);
     EXECUTE format('DROP TABLE %s',
