@@ -6,8 +6,16 @@
 EXTENSION = migrate_ext
 MODULE_big = migrate_ext
 OBJS = $(patsubst %.c,%.o,$(wildcard src/*.c))
-# The install script is built from sql/, one file per concern, in name order
-DATA_built = migrate_ext--1.0.sql
+# Released install scripts are committed exactly as released, with the
+# upgrade scripts between versions.  The install script of the version in
+# development (default_version in migrate_ext.control), when it is not
+# released yet, is built from sql/, one file per concern, in name order.
+RELEASED = 1.0
+EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" migrate_ext.control)
+DATA = $(foreach v,$(RELEASED),migrate_ext--$(v).sql) $(wildcard migrate_ext--*--*.sql)
+ifeq ($(filter $(EXTVERSION),$(RELEASED)),)
+DATA_built = migrate_ext--$(EXTVERSION).sql
+endif
 SQL_PARTS = $(sort $(wildcard sql/*.sql))
 PGFILEDESC = "migrate_ext - clean data migration from Xendit and Systeme.io"
 
@@ -29,8 +37,10 @@ endif
 
 .PHONY: deps demo test bench
 
-migrate_ext--1.0.sql: $(SQL_PARTS)
+ifneq ($(DATA_built),)
+$(DATA_built): $(SQL_PARTS)
 	cat $^ > $@
+endif
 
 # Debian packages the build, the tests and the demo need
 deps:
