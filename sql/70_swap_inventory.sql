@@ -145,12 +145,16 @@ AS $$
     UNION ALL
     -- columns of other tables typed as the table's row (or an array of it):
     -- their values would keep the backup's type
-    SELECT c.relname::text, format('column %s.%s', a.attrelid::regclass, a.attname),
-           format('is of type public.%s (the table''s row type), which stays with the backup; change the column''s type first', c.relname)
+    -- (in a table, or in a composite type)
+    SELECT c.relname::text, format('%s %s.%s', CASE o.relkind WHEN 'c' THEN 'attribute' ELSE 'column' END,
+                                   CASE o.relkind WHEN 'c' THEN o.reltype::regtype::text ELSE a.attrelid::regclass::text END,
+                                   a.attname),
+           format('is of type public.%s (the table''s row type), which stays with the backup; change the %s''s type first',
+                  c.relname, CASE o.relkind WHEN 'c' THEN 'attribute' ELSE 'column' END)
       FROM pg_class AS c
       JOIN pg_type AS ty ON ty.oid = c.reltype
       JOIN pg_attribute AS a ON a.atttypid IN (c.reltype, ty.typarray) AND a.attnum > 0 AND NOT a.attisdropped
-      JOIN pg_class AS o ON o.oid = a.attrelid AND o.relkind IN ('r', 'p', 'f', 'm')
+      JOIN pg_class AS o ON o.oid = a.attrelid AND o.relkind IN ('r', 'p', 'f', 'm', 'c')
      WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY (migrate_ext.swapped_tables())
     UNION ALL
     -- a materialized view over the table is dropped and created again,

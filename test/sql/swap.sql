@@ -187,7 +187,8 @@ INSERT INTO migrate_ext.exclusions (kind, value, reason)
 SELECT DISTINCT CASE WHEN source = 'systemeio' THEN 'systemeio_id' ELSE 'xendit_id' END, record_id, 'regress: ' || rule
   FROM migrate_ext.validation_issues
  WHERE run_id = (SELECT max(run_id) FROM migrate_ext.validation_runs) AND severity = 'error';
-SELECT rows AS errors FROM migrate_ext.validate_and_prepare_clean_data() WHERE section = 'run' AND item = 'errors';
+SELECT count(*) > 0 AS validated FROM migrate_ext.validate_and_prepare_clean_data();
+SELECT errors FROM migrate_ext.validation_runs ORDER BY run_id DESC LIMIT 1;
 UPDATE regress.before SET fp = regress.fingerprint();
 -- a staging table smaller than migrate_ext.min_staging_rows
 SET migrate_ext.min_staging_rows = 5000;
@@ -206,9 +207,11 @@ ALTER TABLE public.transactions DROP COLUMN regress_note;
 CREATE RULE regress_keep_transactions AS ON DELETE TO public.transactions DO INSTEAD NOTHING;
 CREATE TABLE regress.snapshots (taken_at timestamptz, enrollment public.enrollments);
 CREATE TABLE regress.enrollments_archive () INHERITS (public.enrollments);
+CREATE TYPE regress.enrollment_snapshot AS (taken_at timestamptz, e public.enrollments);
 SELECT migrate_ext.launch_clean_production();
 DROP RULE regress_keep_transactions ON public.transactions;
 DROP TABLE regress.snapshots, regress.enrollments_archive;
+DROP TYPE regress.enrollment_snapshot;
 SELECT regress.fingerprint() = fp AS unchanged FROM regress.before;
 -- a production table owned by another role than staging (doc/swap-checklist.md item 1;
 -- postgres is a member of service_role), and that role cannot own the new one
@@ -235,7 +238,8 @@ ROLLBACK;
 -- a newer sync than the one staging was built from
 SELECT source, status FROM migrate_ext.sync_raw_api_data();
 SELECT migrate_ext.launch_clean_production();
-SELECT rows AS errors FROM migrate_ext.validate_and_prepare_clean_data() WHERE section = 'run' AND item = 'errors';
+SELECT count(*) > 0 AS validated FROM migrate_ext.validate_and_prepare_clean_data();
+SELECT errors FROM migrate_ext.validation_runs ORDER BY run_id DESC LIMIT 1;
 SELECT state FROM migrate_ext.migration_status() WHERE item = 'staging';
 
 -- The dry run prints every statement and changes nothing
@@ -422,6 +426,14 @@ SELECT regexp_replace(item, '\d{4}(_\d{2}){5}', 'TS') AS item, state
 
 -- A second launch of the kept staging, then its backup dropped
 SELECT migrate_ext.launch_clean_production() ~ '^SUCCESS: launched' AS launched_again;
+SELECT * FROM regress.changed_properties();
+-- with a later launch in place, an earlier one cannot be rolled back
+SELECT count(*) > 0 AS validated FROM migrate_ext.validate_and_prepare_clean_data();
+SELECT backup_timestamp AS ts_earlier FROM migrate_ext.migrations WHERE state = 'launched' \gset
+SELECT migrate_ext.launch_clean_production() ~ '^SUCCESS: launched' AS launched_on_top;
+SELECT backup_timestamp AS ts_later FROM migrate_ext.migrations WHERE state = 'launched' AND backup_timestamp <> :'ts_earlier' \gset
+SELECT regress.error_of(format('SELECT migrate_ext.rollback_migration(%L)', :'ts_earlier'));
+SELECT migrate_ext.rollback_migration(:'ts_later') ~ '^SUCCESS: rolled back' AS later_rolled_back;
 SELECT * FROM regress.changed_properties();
 SELECT backup_timestamp AS ts2, migrate_ext.backup_schema(backup_timestamp) AS backup_schema2
   FROM migrate_ext.migrations WHERE state = 'launched' \gset

@@ -128,6 +128,10 @@ SELECT count(*) AS profiles_of_existing_users,
  WHERE EXISTS (SELECT 1 FROM auth.users AS a WHERE lower(btrim(a.email)) = u.email);
 -- (where production has two auth users for one e-mail, the oldest one's id is kept, and that is reported)
 SELECT severity, rule, count(*) FROM last_issues WHERE rule = 'duplicate_auth_user' GROUP BY 1, 2;
+SELECT count(*) > 0 AS shared_emails_staged, count(*) FILTER (WHERE s.id <> d.oldest) AS not_the_oldest_id
+  FROM (SELECT lower(btrim(u.email)) AS email, (array_agg(u.id ORDER BY u.created_at NULLS LAST, u.id))[1] AS oldest
+          FROM auth.users AS u GROUP BY 1 HAVING count(*) > 1) AS d
+  JOIN migrate_staging.unified_profiles AS s ON s.email = d.email;
 SELECT count(*) AS new_users, count(*) FILTER (WHERE EXISTS (SELECT 1 FROM auth.users AS a WHERE a.id = n.id)) AS clash
   FROM migrate_staging.auth_users AS n;
 -- a second run (in a new session: no view on staging) gives identical
@@ -214,6 +218,21 @@ SELECT 'xendit_id', record_id, 'refunded: paid in USD by mistake' FROM last_issu
 SELECT count(*) FROM migrate_ext.validate_and_prepare_clean_data();
 SELECT rule, severity, count(*) FROM last_issues WHERE rule IN ('currency_not_php', 'excluded') GROUP BY 1, 2 ORDER BY 1;
 SELECT q.detail FROM last_issues AS q JOIN migrate_ext.exclusions AS e ON e.value = q.record_id WHERE q.rule = 'excluded';
+-- an e-mail exclusion is a LIKE pattern on the trimmed, lower-case e-mail:
+-- every invoice and contact it matches is left out, and listed
+SELECT '%' || substr(s.email, 2) AS pattern FROM migrate_staging.unified_profiles AS s
+  JOIN migrate_staging.transactions AS t ON t.user_id = s.id
+ ORDER BY s.email LIMIT 1 \gset
+INSERT INTO migrate_ext.exclusions (kind, value, reason) VALUES ('email', :'pattern', 'regress: one buyer');
+SELECT count(*) FROM migrate_ext.validate_and_prepare_clean_data();
+SELECT (SELECT count(*) FROM last_issues WHERE rule = 'excluded' AND email LIKE :'pattern')
+       = (SELECT count(*) FROM migrate_ext.xendit_raw WHERE lower(btrim(payer_email)) LIKE :'pattern')
+         + (SELECT count(*) FROM migrate_ext.systemeio_raw WHERE lower(btrim(email)) LIKE :'pattern') AS every_record_listed,
+       (SELECT count(*) FROM last_issues WHERE rule = 'excluded' AND email LIKE :'pattern') > 0 AS some_excluded,
+       (SELECT count(*) FROM migrate_staging.transactions WHERE contact_email LIKE :'pattern'
+                                                            AND metadata ? 'xendit_invoice_id') AS invoices_staged;
+DELETE FROM migrate_ext.exclusions WHERE value = :'pattern';
+SELECT count(*) FROM migrate_ext.validate_and_prepare_clean_data();
 
 ------------------------------------------------------------------------
 -- Staging has production's shape, and nobody else can read it
