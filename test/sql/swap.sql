@@ -257,6 +257,9 @@ SELECT split_part(:'plan', E'\n', 1) ~ '^-- dry run of launch \d{4}(_\d{2}){5}: 
        :'plan' ~ 'ALTER TABLE migrate_staging\.unified_profiles SET SCHEMA public' AS moves_staging,
        :'plan' ~ 'create_auth_users\(\);  -- 60 new auth users' AS creates_users;
 SELECT regress.fingerprint() = fp AS unchanged FROM regress.before;
+-- the launch plan, line for line (pinned: refactoring the engine keeps it)
+SELECT n, regexp_replace(line, '\d{4}(_\d{2}){5}', 'TS', 'g') AS launch_plan
+  FROM regexp_split_to_table(:'plan', E'\n') WITH ORDINALITY AS x(line, n) ORDER BY n;
 
 -- The invariant of swap.md item 33 catches a naive swap: a table moved away
 -- leaves its foreign keys, views, policies, functions and publications behind
@@ -411,6 +414,9 @@ SELECT regress.fingerprint() = fp AS unchanged FROM regress.before;
 -- a payment written after the launch
 INSERT INTO public.transactions (amount, status, transaction_type, contact_email, user_id)
 SELECT 800, 'pending', 'P2P', email, id FROM regress.buyer;
+-- the rollback plan, statement for statement (pinned like the launch plan)
+SELECT step, phase, regexp_replace(statement, '\d{4}(_\d{2}){5}', 'TS', 'g') AS rollback_plan
+  FROM migrate_ext.swap_plan(:'backup_schema', 'migrate_staging') ORDER BY step;
 SELECT regexp_replace(regexp_replace(migrate_ext.rollback_migration(:'ts'), '\d{4}(_\d{2}){5}', 'TS', 'g'),
                       'Locks held [0-9.]+ ms', 'Locks held N ms') AS rollback;
 -- production is exactly what it was
