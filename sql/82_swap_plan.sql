@@ -65,9 +65,9 @@ AS $$
         -- are locked exclusively anyway
         SELECT ARRAY(SELECT DISTINCT m.dst FROM migrate_ext.missing_foreign_keys(incoming, outgoing_to) AS m, exclusive AS e
                       WHERE NOT m.dst_swapped AND NOT m.dst = ANY (e.rels)
-                        AND NOT m.dst IN (SELECT c.oid FROM pg_class AS c
-                                           WHERE c.relnamespace IN ('public'::regnamespace, incoming::regnamespace)
-                                             AND c.relname = ANY (migrate_ext.swapped_tables()))
+                        AND NOT m.dst IN (SELECT s.rel FROM migrate_ext.swapped_relations() AS s
+                                          UNION ALL
+                                          SELECT s.rel FROM migrate_ext.swapped_relations(incoming) AS s)
                       ORDER BY m.dst) AS rels
     ), statements AS (
         SELECT g.* FROM migrate_ext.plan_own_foreign_keys(incoming, outgoing_to) AS g
