@@ -1,33 +1,7 @@
 -------------------------------------------------------------------------------
--- Foreign keys around the swapped tables, read from the catalog, and what
--- staging must carry over so that nothing is lost
+-- What staging must carry over so that nothing is lost, from the foreign
+-- keys around the swapped tables (swap_foreign_keys(), sql/70)
 -------------------------------------------------------------------------------
-
--- Every foreign key that touches a swapped table: who references what,
--- with the column lists, and whether each side is a swapped table
-CREATE FUNCTION migrate_ext.swap_foreign_keys()
-RETURNS TABLE (conname name, src regclass, src_name name, src_swapped boolean, src_cols text[],
-               dst regclass, dst_name name, dst_swapped boolean, dst_cols text[])
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT c.conname, c.conrelid::regclass, cs.relname,
-           cs.relnamespace = 'public'::regnamespace AND cs.relname = ANY (migrate_ext.swapped_tables()),
-           ARRAY(SELECT quote_ident(a.attname) FROM unnest(c.conkey) WITH ORDINALITY AS k(att, i)
-                   JOIN pg_attribute AS a ON a.attrelid = c.conrelid AND a.attnum = k.att ORDER BY k.i),
-           c.confrelid::regclass, cd.relname,
-           cd.relnamespace = 'public'::regnamespace AND cd.relname = ANY (migrate_ext.swapped_tables()),
-           ARRAY(SELECT quote_ident(a.attname) FROM unnest(c.confkey) WITH ORDINALITY AS k(att, i)
-                   JOIN pg_attribute AS a ON a.attrelid = c.confrelid AND a.attnum = k.att ORDER BY k.i)
-      FROM pg_constraint AS c
-      JOIN pg_class AS cs ON cs.oid = c.conrelid
-      JOIN pg_class AS cd ON cd.oid = c.confrelid
-      JOIN pg_namespace AS ns ON ns.oid = cs.relnamespace
-     WHERE c.contype = 'f'
-       AND ns.nspname NOT LIKE 'migrate\_%'
-       AND ((cs.relnamespace = 'public'::regnamespace AND cs.relname = ANY (migrate_ext.swapped_tables()))
-         OR (cd.relnamespace = 'public'::regnamespace AND cd.relname = ANY (migrate_ext.swapped_tables())));
-$$;
 
 -- The e-mail of a row of a swapped table, as an SQL expression on alias p
 CREATE FUNCTION migrate_ext.email_expression(tbl text) RETURNS text

@@ -127,8 +127,7 @@ BEGIN
     FOR run IN SELECT c.relname, c.relowner::regrole AS owner,
                       (SELECT s.relowner FROM pg_class AS s
                         WHERE s.oid = to_regclass(format('migrate_staging.%I', c.relname))) AS staging_owner
-                 FROM pg_class AS c
-                WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY (migrate_ext.swapped_tables())
+                 FROM migrate_ext.swapped_relations() AS p JOIN pg_class AS c ON c.oid = p.rel
                 ORDER BY c.relname LOOP
         IF NOT pg_has_role(current_user, run.owner, 'USAGE') THEN
             problem := format('public.%s is owned by %s, and %s is not a member of that role', run.relname, run.owner, current_user);
@@ -155,6 +154,114 @@ BEGIN
         RETURN NEXT;
     END LOOP;
 END;
+$$;
+
+-- Everything that stops rolling back migration backup_timestamp now, with
+-- what to do; empty when the rollback may go ahead
+CREATE FUNCTION migrate_ext.rollback_refusals(backup_timestamp text) RETURNS TABLE (problem text, hint text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT r.problem, r.hint
+      FROM (SELECT 0::bigint AS i, 0 AS k,
+                   format('migration %s cannot be rolled back while a later launch (%s) is in place', m.backup_timestamp,
+                          string_agg(g.backup_timestamp, ', ' ORDER BY g.backup_timestamp)) AS problem,
+                   'Roll back the later migrations first, newest first.' AS hint
+              FROM migrate_ext.migrations AS m
+              JOIN migrate_ext.migrations AS g ON g.state = 'launched' AND g.launched_at > m.launched_at
+             WHERE m.backup_timestamp = rollback_refusals.backup_timestamp
+             GROUP BY m.backup_timestamp
+            UNION ALL
+            SELECT t.i, x.k, x.problem, x.hint
+              FROM unnest(migrate_ext.swapped_tables()) WITH ORDINALITY AS t(name, i)
+             CROSS JOIN LATERAL (
+                   SELECT 1, format('backup table %s.%s is missing', migrate_ext.backup_schema(backup_timestamp), t.name),
+                          'The backup was changed by hand; restore it from a dump.'
+                    WHERE to_regclass(format('%I.%I', migrate_ext.backup_schema(backup_timestamp), t.name)) IS NULL
+                   UNION ALL
+                   SELECT 2, format('migrate_staging.%s exists: production cannot be moved back to staging', t.name),
+                          'It was built after the launch by validate_and_prepare_clean_data(); drop it (DROP TABLE migrate_staging.unified_profiles, migrate_staging.transactions, migrate_staging.enrollments;) and roll back again.'
+                    WHERE to_regclass(format('migrate_staging.%I', t.name)) IS NOT NULL) AS x(k, problem, hint)
+            UNION ALL
+            SELECT 9, 0, format('%s %s', d.object, d.reason),
+                   'The swap fails closed on what it cannot carry: change or drop what is listed, roll back, then re-create it.'
+              FROM migrate_ext.swap_refusals() AS d) AS r
+     ORDER BY r.i, r.k;
+$$;
+COMMENT ON FUNCTION migrate_ext.rollback_refusals(text) IS
+    'Everything that stops rolling back a migration now; rollback_migration() refuses while this returns rows';
+
+-- What stops a launch (backup_timestamp NULL) or the rollback of a
+-- migration: launch_refusals() or rollback_refusals()
+CREATE FUNCTION migrate_ext.swap_refusal_list(what text, backup_timestamp text) RETURNS TABLE (problem text, hint text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT r.problem, r.hint FROM migrate_ext.launch_refusals() AS r WHERE what = 'launch'
+    UNION ALL
+    SELECT r.problem, r.hint FROM migrate_ext.rollback_refusals(backup_timestamp) AS r WHERE what = 'rollback';
+$$;
+
+-- Refuse a launch or rollback, naming every problem and changing nothing,
+-- when anything stops it
+CREATE FUNCTION migrate_ext.check_swap_refusals(what text, backup_timestamp text) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_problems text;
+    v_first_problem text;
+    v_first_hint text;
+BEGIN
+    -- every problem in the detail, the first one in the message and hint
+    SELECT string_agg('- ' || r.problem, E'\n' ORDER BY r.n), (array_agg(r.problem ORDER BY r.n))[1],
+           (array_agg(r.hint ORDER BY r.n))[1]
+      INTO v_problems, v_first_problem, v_first_hint
+      FROM migrate_ext.swap_refusal_list(what, backup_timestamp) WITH ORDINALITY AS r(problem, hint, n);
+    IF v_problems IS NOT NULL THEN
+        RAISE EXCEPTION '% refused: %', what, v_first_problem
+              USING ERRCODE = 'object_not_in_prerequisite_state',
+                    DETAIL = format(E'Everything that stops the %s:\n', what) || v_problems,
+                    HINT = 'Nothing was changed. ' || v_first_hint;
+    END IF;
+END;
+$$;
+
+-- Row counts of the swapped tables, in swapped_tables() order, for people:
+-- "3 profiles, 2 transactions and 1 enrollments" with nouns and
+-- last_separator ' and ', or "3, 2, 1"
+CREATE FUNCTION migrate_ext.counts_text(counts jsonb, nouns boolean, last_separator text DEFAULT ', ') RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT string_agg(CASE WHEN u.i = 1 THEN '' WHEN u.i = cardinality(migrate_ext.swapped_tables()) THEN last_separator ELSE ', ' END
+                      || format('%s', counts->u.t)
+                      || CASE WHEN nouns THEN ' ' || CASE u.t WHEN 'unified_profiles' THEN 'profiles' ELSE u.t END ELSE '' END,
+                      '' ORDER BY u.i)
+      FROM unnest(migrate_ext.swapped_tables()) WITH ORDINALITY AS u(t, i);
+$$;
+
+-- The SUCCESS message of a launch or rollback: counts before (production
+-- as it was) and after (the incoming tables), rows written after the
+-- launch (rollback), auth users created or kept, the lock hold time
+CREATE FUNCTION migrate_ext.swap_message(what text, ts text, backup_schema text, before jsonb, after jsonb,
+                                         late jsonb, users bigint, lock jsonb) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE what
+           WHEN 'launch' THEN
+               format('SUCCESS: launched %s. Production now has %s (before: %s); %s auth users created. The previous tables are in schema %s. '
+                      'Locks held %s ms. To undo: SELECT migrate_ext.rollback_migration(%L);',
+                      ts, migrate_ext.counts_text(after, true, ' and '), migrate_ext.counts_text(before, false),
+                      users, backup_schema, lock->'lock_ms', ts)
+           ELSE
+               format('SUCCESS: rolled back %s. Production again has %s '
+                      '(launched: %s, now in migrate_staging for a retry; %s of them created after the launch). '
+                      '%s auth users created by the launch are kept. Locks held %s ms.',
+                      ts, migrate_ext.counts_text(after, true, ' and '), migrate_ext.counts_text(before, false),
+                      migrate_ext.counts_text(late, false, ' and '), users, lock->'lock_ms')
+           END;
 $$;
 
 -- Refuse to swap in a transaction that already holds locks on the swapped
@@ -209,9 +316,9 @@ BEGIN
         FOR step IN SELECT * FROM migrate_ext.swap_plan(incoming, outgoing_to) ORDER BY 1 LOOP
             current := step;
             IF step.phase = 'lock' THEN
+                -- lock_for_swap() gives back the lock_timeout it was called with
                 EXECUTE step.statement INTO attempts;
                 locked_at := clock_timestamp();
-                PERFORM set_config('lock_timeout', per_attempt, true);
             ELSE
                 EXECUTE step.statement;
             END IF;
@@ -233,8 +340,9 @@ BEGIN
 END;
 $$;
 
--- Row counts of the swapped tables of a schema, as jsonb
-CREATE FUNCTION migrate_ext.table_counts(schema_name text) RETURNS jsonb
+-- Row counts of the swapped tables of a schema, as jsonb; with
+-- created_since, only the rows created since then (by their created column)
+CREATE FUNCTION migrate_ext.table_counts(schema_name text, created_since timestamptz DEFAULT NULL) RETURNS jsonb
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -244,87 +352,128 @@ DECLARE
     counts jsonb := '{}'::jsonb;
 BEGIN
     FOREACH t IN ARRAY migrate_ext.swapped_tables() LOOP
-        EXECUTE format('SELECT count(*) FROM %I.%I', schema_name, t) INTO n;
+        EXECUTE format('SELECT count(*) FROM %I.%I WHERE $1 IS NULL OR %I >= $1', schema_name, t, migrate_ext.created_column(t))
+           INTO n USING created_since;
         counts := counts || jsonb_build_object(t, n);
     END LOOP;
     RETURN counts;
 END;
 $$;
 
--- The swap: staging becomes production in one transaction, production is
--- kept in migrate_backup_<timestamp>; dry_run returns the plan instead
-CREATE FUNCTION migrate_ext.launch_clean_production(dry_run boolean DEFAULT false) RETURNS text
+-- The dry run of a launch or rollback: every statement it would run, in
+-- order, and nothing changed
+CREATE FUNCTION migrate_ext.swap_dry_run(what text, ts text, incoming text, outgoing_to text, new_users integer) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format(E'-- dry run of %s %s: nothing was changed\n', what, ts)
+        || CASE WHEN what = 'launch'
+                THEN format(E'SELECT migrate_ext.create_private_schema(%L);\n', outgoing_to)
+                  || format(E'SELECT migrate_ext.create_auth_users();  -- %s new auth users\n', new_users)
+                WHEN to_regnamespace(outgoing_to) IS NULL
+                THEN format(E'SELECT migrate_ext.create_private_schema(%L);\n', outgoing_to)
+                ELSE '' END
+        || (SELECT string_agg(format('%s;  -- %s %s', p.statement, p.phase, p.step), E'\n' ORDER BY p.step)
+              FROM migrate_ext.swap_plan(incoming, outgoing_to) AS p)
+        || CASE WHEN what = 'launch'
+                THEN format(E'\nINSERT INTO migrate_ext.migrations ... VALUES (%L, ''launched'', ...);', ts)
+                ELSE format(E'\nDROP SCHEMA %I;\nUPDATE migrate_ext.migrations SET state = ''rolled_back'', ... WHERE backup_timestamp = %L;',
+                            incoming, ts) END;
+$$;
+
+-- A launch (what = 'launch': staging in, production to a new backup) or
+-- the rollback of migration backup_timestamp (its backup in, production to
+-- migrate_staging), after the same checks and refusals; dry_run returns
+-- every statement instead and changes nothing
+CREATE FUNCTION migrate_ext.perform_swap(what text, backup_timestamp text, dry_run boolean) RETURNS text
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    fn CONSTANT text := CASE what WHEN 'launch' THEN 'launch_clean_production' ELSE 'rollback_migration' END;
+    m migrate_ext.migrations;
     v_ts text;
     v_schema text;
-    v_problems text;
-    v_first_problem text;
-    v_first_hint text;
-    v_users uuid[];
-    v_created bigint;
+    v_incoming text;
+    v_outgoing text;
+    v_new_users uuid[];
+    v_users bigint;
     v_before jsonb;
     v_after jsonb;
+    v_late jsonb;
     v_lock jsonb;
-    v_run bigint;
 BEGIN
+    IF what = 'rollback' THEN
+        m := migrate_ext.find_migration(backup_timestamp);
+    END IF;
     IF dry_run IS NULL THEN
         RAISE EXCEPTION 'dry_run must be true or false, not NULL'
-              USING ERRCODE = 'null_value_not_allowed', HINT = 'SELECT migrate_ext.launch_clean_production(dry_run => true); shows the plan.';
+              USING ERRCODE = 'null_value_not_allowed',
+                    HINT = format('SELECT migrate_ext.%s(%sdry_run => true); shows the plan.', fn, quote_literal(m.backup_timestamp) || ', ');
     END IF;
-    PERFORM migrate_ext.check_fresh_transaction('launch_clean_production()');
-    PERFORM migrate_ext.lock_out_other_runs('launch_clean_production()');
-
-    -- every problem in the detail, the first one in the message and hint
-    SELECT string_agg('- ' || r.problem, E'\n' ORDER BY r.n), (array_agg(r.problem ORDER BY r.n))[1],
-           (array_agg(r.hint ORDER BY r.n))[1]
-      INTO v_problems, v_first_problem, v_first_hint
-      FROM migrate_ext.launch_refusals() WITH ORDINALITY AS r(problem, hint, n);
-    IF v_problems IS NOT NULL THEN
-        RAISE EXCEPTION 'launch refused: %', v_first_problem
-              USING ERRCODE = 'object_not_in_prerequisite_state',
-                    DETAIL = E'Everything that stops the launch:\n' || v_problems,
-                    HINT = 'Nothing was changed. ' || v_first_hint;
+    PERFORM migrate_ext.check_fresh_transaction(fn || '()');
+    PERFORM migrate_ext.lock_out_other_runs(fn || '()');
+    PERFORM migrate_ext.check_swap_refusals(what, m.backup_timestamp);
+    IF what = 'launch' THEN
+        v_ts := migrate_ext.new_backup_timestamp();
+        v_schema := migrate_ext.backup_schema(v_ts);
+        v_incoming := 'migrate_staging';
+        v_outgoing := v_schema;
+        v_new_users := ARRAY(SELECT s.id FROM migrate_staging.auth_users AS s
+                              WHERE NOT EXISTS (SELECT 1 FROM auth.users AS u WHERE u.id = s.id) ORDER BY s.id);
+    ELSE
+        v_ts := m.backup_timestamp;
+        v_schema := migrate_ext.backup_schema(v_ts);
+        v_incoming := v_schema;
+        v_outgoing := 'migrate_staging';
     END IF;
-
-    v_ts := migrate_ext.new_backup_timestamp();
-    v_schema := migrate_ext.backup_schema(v_ts);
-    v_users := ARRAY(SELECT s.id FROM migrate_staging.auth_users AS s
-                      WHERE NOT EXISTS (SELECT 1 FROM auth.users AS u WHERE u.id = s.id) ORDER BY s.id);
-
     IF dry_run THEN
-        RETURN format(E'-- dry run of launch %s: nothing was changed\n', v_ts)
-            || format(E'SELECT migrate_ext.create_private_schema(%L);\n', v_schema)
-            || format(E'SELECT migrate_ext.create_auth_users();  -- %s new auth users\n', cardinality(v_users))
-            || (SELECT string_agg(format('%s;  -- %s %s', p.statement, p.phase, p.step), E'\n' ORDER BY p.step)
-                  FROM migrate_ext.swap_plan('migrate_staging', v_schema) AS p)
-            || format(E'\nINSERT INTO migrate_ext.migrations ... VALUES (%L, ''launched'', ...);', v_ts);
+        RETURN migrate_ext.swap_dry_run(what, v_ts, v_incoming, v_outgoing, cardinality(v_new_users));
     END IF;
 
     v_before := migrate_ext.table_counts('public');
-    v_after := migrate_ext.table_counts('migrate_staging');
-    PERFORM migrate_ext.create_private_schema(v_schema);
-    v_created := migrate_ext.create_auth_users();
-    IF v_created <> cardinality(v_users) THEN
-        RAISE EXCEPTION 'expected to create % auth users, created %', cardinality(v_users), v_created
-              USING ERRCODE = 'internal_error', HINT = 'Nothing was changed. Somebody changed auth.users during the launch; try again.';
+    v_after := migrate_ext.table_counts(v_incoming);
+    IF what = 'launch' THEN
+        PERFORM migrate_ext.create_private_schema(v_schema);
+        v_users := migrate_ext.create_auth_users();
+        IF v_users <> cardinality(v_new_users) THEN
+            RAISE EXCEPTION 'expected to create % auth users, created %', cardinality(v_new_users), v_users
+                  USING ERRCODE = 'internal_error', HINT = 'Nothing was changed. Somebody changed auth.users during the launch; try again.';
+        END IF;
+    ELSE
+        PERFORM migrate_ext.claim_private_schema('migrate_staging', migrate_ext.staging_tables());
+        -- what was written after the launch stays with the launched tables
+        v_late := migrate_ext.table_counts('public', m.launched_at);
+        SELECT count(*) INTO v_users FROM auth.users AS u WHERE u.id = ANY (m.created_users);
     END IF;
-    v_lock := migrate_ext.run_swap('migrate_staging', v_schema, 'launch');
+    v_lock := migrate_ext.run_swap(v_incoming, v_outgoing, what);
 
-    SELECT max(run_id) INTO v_run FROM migrate_ext.validation_runs;
-    INSERT INTO migrate_ext.migrations (backup_timestamp, state, launched_at, validation_run_id, counts, created_users)
-    VALUES (v_ts, 'launched', now(), v_run,
-            jsonb_build_object('production', v_after, 'backup', v_before, 'auth_users_created', v_created) || v_lock,
-            v_users);
-    RETURN format('SUCCESS: launched %s. Production now has %s profiles, %s transactions and %s enrollments '
-                  '(before: %s, %s, %s); %s auth users created. The previous tables are in schema %s. '
-                  'Locks held %s ms. To undo: SELECT migrate_ext.rollback_migration(%L);',
-                  v_ts, v_after->'unified_profiles', v_after->'transactions', v_after->'enrollments',
-                  v_before->'unified_profiles', v_before->'transactions', v_before->'enrollments',
-                  v_created, v_schema, v_lock->'lock_ms', v_ts);
+    IF what = 'launch' THEN
+        INSERT INTO migrate_ext.migrations (backup_timestamp, state, launched_at, validation_run_id, counts, created_users)
+        VALUES (v_ts, 'launched', now(), (SELECT max(v.run_id) FROM migrate_ext.validation_runs AS v),
+                jsonb_build_object('production', v_after, 'backup', v_before, 'auth_users_created', v_users) || v_lock,
+                v_new_users);
+    ELSE
+        EXECUTE format('DROP SCHEMA %I', v_schema);
+        UPDATE migrate_ext.migrations AS g SET state = 'rolled_back', rolled_back_at = now(),
+               counts = g.counts || jsonb_build_object('rollback', jsonb_build_object('written_after_launch', v_late) || v_lock)
+         WHERE g.backup_timestamp = m.backup_timestamp;
+        RAISE NOTICE 'rows created after the launch (kept in migrate_staging, not in production): %', migrate_ext.counts_text(v_late, true)
+              USING HINT = 'They stay in the tables now in migrate_staging; a new launch brings them back.';
+        RAISE NOTICE '% auth users created by the launch are kept', v_users
+              USING HINT = format('Their ids: SELECT unnest(created_users) FROM migrate_ext.migrations WHERE backup_timestamp = %L;', m.backup_timestamp);
+    END IF;
+    RETURN migrate_ext.swap_message(what, v_ts, v_schema, v_before, v_after, v_late, v_users, v_lock);
 END;
+$$;
+
+-- The swap: staging becomes production in one transaction, production is
+-- kept in migrate_backup_<timestamp>; dry_run returns the plan instead
+CREATE FUNCTION migrate_ext.launch_clean_production(dry_run boolean DEFAULT false) RETURNS text
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT migrate_ext.perform_swap('launch', NULL, dry_run);
 $$;
 COMMENT ON FUNCTION migrate_ext.launch_clean_production(boolean) IS
     'Swap staging into production in one transaction, production kept in migrate_backup_<timestamp>; dry_run => true returns every statement and changes nothing';
@@ -363,89 +512,16 @@ BEGIN
 END;
 $$;
 
--- Swap a backup back into production; production goes to migrate_staging
-CREATE FUNCTION migrate_ext.rollback_migration(backup_timestamp text) RETURNS text
-LANGUAGE plpgsql VOLATILE
+-- Swap a backup back into production; production goes to migrate_staging;
+-- dry_run returns the plan instead
+CREATE FUNCTION migrate_ext.rollback_migration(backup_timestamp text, dry_run boolean DEFAULT false) RETURNS text
+LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    m migrate_ext.migrations;
-    v_schema text;
-    v_later text;
-    v_refused text;
-    v_first_refusal text;
-    v_late jsonb := '{}'::jsonb;
-    v_before jsonb;
-    v_after jsonb;
-    v_lock jsonb;
-    t text;
-    n bigint;
-    v_users bigint;
-BEGIN
-    m := migrate_ext.find_migration(backup_timestamp);
-    PERFORM migrate_ext.check_fresh_transaction('rollback_migration()');
-    PERFORM migrate_ext.lock_out_other_runs('rollback_migration()');
-    SELECT string_agg(g.backup_timestamp, ', ' ORDER BY g.backup_timestamp) INTO v_later
-      FROM migrate_ext.migrations AS g WHERE g.state = 'launched' AND g.launched_at > m.launched_at;
-    IF v_later IS NOT NULL THEN
-        RAISE EXCEPTION 'migration % cannot be rolled back while a later launch (%) is in place', m.backup_timestamp, v_later
-              USING ERRCODE = 'object_not_in_prerequisite_state',
-                    HINT = 'Nothing was changed. Roll back the later migrations first, newest first.';
-    END IF;
-    SELECT string_agg(format('- %s %s', r.object, r.reason), E'\n'), (array_agg(format('%s %s', r.object, r.reason)))[1]
-      INTO v_refused, v_first_refusal
-      FROM migrate_ext.swap_refusals() AS r;
-    IF v_refused IS NOT NULL THEN
-        RAISE EXCEPTION 'rollback refused: %', v_first_refusal
-              USING ERRCODE = 'object_not_in_prerequisite_state',
-                    DETAIL = E'Everything that stops the rollback:\n' || v_refused,
-                    HINT = 'Nothing was changed. Change or drop what is listed, roll back, then re-create it.';
-    END IF;
-    v_schema := migrate_ext.backup_schema(m.backup_timestamp);
-    FOREACH t IN ARRAY migrate_ext.swapped_tables() LOOP
-        IF to_regclass(format('%I.%I', v_schema, t)) IS NULL THEN
-            RAISE EXCEPTION 'backup table %.% is missing', v_schema, t
-                  USING ERRCODE = 'undefined_table',
-                        HINT = 'Nothing was changed. The backup was changed by hand; restore it from a dump.';
-        END IF;
-        IF to_regclass(format('migrate_staging.%I', t)) IS NOT NULL THEN
-            RAISE EXCEPTION 'migrate_staging.% exists: production cannot be moved back to staging', t
-                  USING ERRCODE = 'duplicate_table',
-                        HINT = 'Nothing was changed. It was built after the launch by validate_and_prepare_clean_data(); drop it (DROP TABLE migrate_staging.unified_profiles, migrate_staging.transactions, migrate_staging.enrollments;) and roll back again.';
-        END IF;
-    END LOOP;
-    PERFORM migrate_ext.claim_private_schema('migrate_staging', migrate_ext.staging_tables());
-
-    -- what was written after the launch stays with the launched tables
-    FOREACH t IN ARRAY migrate_ext.swapped_tables() LOOP
-        EXECUTE format('SELECT count(*) FROM public.%I WHERE %I >= $1', t, migrate_ext.created_column(t)) INTO n USING m.launched_at;
-        v_late := v_late || jsonb_build_object(t, n);
-    END LOOP;
-    SELECT count(*) INTO v_users FROM auth.users AS u WHERE u.id = ANY (m.created_users);
-
-    v_before := migrate_ext.table_counts('public');
-    v_after := migrate_ext.table_counts(v_schema);
-    v_lock := migrate_ext.run_swap(v_schema, 'migrate_staging', 'rollback');
-    EXECUTE format('DROP SCHEMA %I', v_schema);
-
-    UPDATE migrate_ext.migrations AS g SET state = 'rolled_back', rolled_back_at = now(),
-           counts = g.counts || jsonb_build_object('rollback', jsonb_build_object('written_after_launch', v_late) || v_lock)
-     WHERE g.backup_timestamp = m.backup_timestamp;
-    RAISE NOTICE 'rows created after the launch (kept in migrate_staging, not in production): % profiles, % transactions, % enrollments',
-                 v_late->'unified_profiles', v_late->'transactions', v_late->'enrollments'
-          USING HINT = 'They stay in the tables now in migrate_staging; a new launch brings them back.';
-    RAISE NOTICE '% auth users created by the launch are kept', v_users
-          USING HINT = format('Their ids: SELECT unnest(created_users) FROM migrate_ext.migrations WHERE backup_timestamp = %L;', m.backup_timestamp);
-    RETURN format('SUCCESS: rolled back %s. Production again has %s profiles, %s transactions and %s enrollments '
-                  '(launched: %s, %s, %s, now in migrate_staging for a retry; %s, %s and %s of them created after the launch). '
-                  '%s auth users created by the launch are kept. Locks held %s ms.',
-                  m.backup_timestamp, v_after->'unified_profiles', v_after->'transactions', v_after->'enrollments',
-                  v_before->'unified_profiles', v_before->'transactions', v_before->'enrollments',
-                  v_late->'unified_profiles', v_late->'transactions', v_late->'enrollments', v_users, v_lock->'lock_ms');
-END;
+    SELECT migrate_ext.perform_swap('rollback', backup_timestamp, dry_run);
 $$;
-COMMENT ON FUNCTION migrate_ext.rollback_migration(text) IS
-    'Swap the backup of a launch back into production; the launched tables go to migrate_staging, kept for a retry';
+COMMENT ON FUNCTION migrate_ext.rollback_migration(text, boolean) IS
+    'Swap the backup of a launch back into production; the launched tables go to migrate_staging, kept for a retry; dry_run => true returns every statement and changes nothing';
 
 -- Drop one backup, never with CASCADE, once nothing outside it depends on it
 CREATE FUNCTION migrate_ext.drop_backup(backup_timestamp text) RETURNS text

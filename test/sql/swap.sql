@@ -251,6 +251,9 @@ SELECT split_part(:'plan', E'\n', 1) ~ '^-- dry run of launch \d{4}(_\d{2}){5}: 
        :'plan' ~ 'ALTER TABLE migrate_staging\.unified_profiles SET SCHEMA public' AS moves_staging,
        :'plan' ~ 'create_auth_users\(\);  -- 60 new auth users' AS creates_users;
 SELECT regress.fingerprint() = fp AS unchanged FROM regress.before;
+-- the launch plan, line for line (pinned: refactoring the engine keeps it)
+SELECT n, regexp_replace(line, '\d{4}(_\d{2}){5}', 'TS', 'g') AS launch_plan
+  FROM regexp_split_to_table(:'plan', E'\n') WITH ORDINALITY AS x(line, n) ORDER BY n;
 
 -- The invariant of doc/swap-checklist.md item 33 catches a naive swap: a table moved away
 -- leaves its foreign keys, views, policies, functions and publications behind
@@ -405,6 +408,44 @@ SELECT regress.fingerprint() = fp AS unchanged FROM regress.before;
 -- a payment written after the launch
 INSERT INTO public.transactions (amount, status, transaction_type, contact_email, user_id)
 SELECT 800, 'pending', 'P2P', email, id FROM regress.buyer;
+-- the rollback plan, statement for statement (pinned like the launch plan)
+SELECT step, phase, regexp_replace(statement, '\d{4}(_\d{2}){5}', 'TS', 'g') AS rollback_plan
+  FROM migrate_ext.swap_plan(:'backup_schema', 'migrate_staging') ORDER BY step;
+-- the rollback's dry run: the rollback plan, between what comes before and
+-- after it, and nothing changed
+UPDATE regress.before SET fp = regress.fingerprint();
+SELECT migrate_ext.rollback_migration(:'ts', dry_run => true) AS rollback_dry_run \gset
+SELECT regexp_replace(split_part(:'rollback_dry_run', E'\n', 1), '\d{4}(_\d{2}){5}', 'TS', 'g') AS first_line,
+       position((SELECT string_agg(format('%s;  -- %s %s', p.statement, p.phase, p.step), E'\n' ORDER BY p.step)
+                   FROM migrate_ext.swap_plan(:'backup_schema', 'migrate_staging') AS p) IN :'rollback_dry_run')
+           = length(split_part(:'rollback_dry_run', E'\n', 1)) + 2 AS plan_follows,
+       regexp_replace(regexp_replace(:'rollback_dry_run', '^.*check_swap_invariant[^\n]*\n', ''), '\d{4}(_\d{2}){5}', 'TS', 'g') AS last_lines;
+SELECT regress.fingerprint() = fp AS unchanged FROM regress.before;
+SELECT regress.error_of(format('SELECT migrate_ext.rollback_migration(%L, dry_run => NULL)', :'ts'));
+-- a rollback names every problem that stops it, and changes nothing
+CREATE FUNCTION regress.detail_of(statement text) RETURNS text
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    detail text;
+BEGIN
+    EXECUTE statement;
+    RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
+    RETURN regexp_replace(detail, '\d{4}(_\d{2}){5}', 'TS', 'g');
+END;
+$$;
+CREATE TABLE migrate_staging.unified_profiles (id uuid);
+CREATE TABLE migrate_staging.enrollments (id uuid);
+SELECT regress.error_of(format('ALTER TABLE %I.transactions RENAME TO regress_transactions', :'backup_schema'));
+SELECT regress.error_of(format('SELECT migrate_ext.rollback_migration(%L)', :'ts'));
+SELECT regress.detail_of(format('SELECT migrate_ext.rollback_migration(%L)', :'ts'));
+SELECT regexp_replace(problem, '\d{4}(_\d{2}){5}', 'TS', 'g') AS problem, hint FROM migrate_ext.rollback_refusals(:'ts');
+SELECT regress.error_of(format('ALTER TABLE %I.regress_transactions RENAME TO transactions', :'backup_schema'));
+DROP TABLE migrate_staging.unified_profiles, migrate_staging.enrollments;
+SELECT regress.fingerprint() = fp AS unchanged FROM regress.before;
+SELECT count(*) AS rollback_refusals FROM migrate_ext.rollback_refusals(:'ts');
 SELECT regexp_replace(regexp_replace(migrate_ext.rollback_migration(:'ts'), '\d{4}(_\d{2}){5}', 'TS', 'g'),
                       'Locks held [0-9.]+ ms', 'Locks held N ms') AS rollback;
 -- production is exactly what it was
