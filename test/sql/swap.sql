@@ -149,7 +149,7 @@ AS $$
         (SELECT count(*) FROM public.enrollments), (SELECT count(*) FROM auth.users),
         (SELECT count(*) FROM auth.identities), (SELECT count(*) FROM migrate_ext.migrations),
         (SELECT string_agg(nspname, ',' ORDER BY nspname) FROM pg_namespace WHERE nspname LIKE 'migrate\_%'),
-        (SELECT string_agg(c.oid::regclass::text, ',' ORDER BY 1) FROM pg_class AS c
+        (SELECT string_agg(c.oid::regclass::text, ',' ORDER BY c.oid::regclass::text) FROM pg_class AS c
           WHERE c.relnamespace = to_regnamespace('migrate_staging') AND c.relkind = 'r')));
 $$;
 
