@@ -42,6 +42,16 @@ INSERT INTO migrate_ext.status_map VALUES
     ('EXPIRED', 'expired', false),
     ('PENDING', 'pending', false);
 
+CREATE TABLE migrate_ext.new_user_rules (
+    single        boolean PRIMARY KEY DEFAULT true CHECK (single),
+    email_confirm boolean NOT NULL DEFAULT true
+);
+COMMENT ON TABLE migrate_ext.new_user_rules IS
+    'How the launch creates the auth users of new buyers (one row)';
+COMMENT ON COLUMN migrate_ext.new_user_rules.email_confirm IS
+    'true (default, as the application''s own admin code did with email_confirm: true): created confirmed, they can sign in by magic link or password recovery at once; false: email_confirmed_at NULL, they must confirm by e-mail first';
+INSERT INTO migrate_ext.new_user_rules DEFAULT VALUES;
+
 CREATE TABLE migrate_ext.exclusions (
     kind       text NOT NULL CHECK (kind IN ('email', 'xendit_id', 'systemeio_id')),
     value      text NOT NULL,
