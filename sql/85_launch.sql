@@ -260,6 +260,7 @@ DECLARE
     v_after jsonb;
     v_lock jsonb;
     v_run bigint;
+    v_record jsonb;
 BEGIN
     IF dry_run IS NULL THEN
         RAISE EXCEPTION 'dry_run must be true or false, not NULL'
@@ -309,19 +310,21 @@ BEGIN
         RAISE EXCEPTION 'expected to create % auth users, created %', cardinality(v_users), v_created
               USING ERRCODE = 'internal_error', HINT = 'Nothing was changed. Somebody changed auth.users during the launch; try again.';
     END IF;
+    v_record := migrate_ext.launch_record();  -- what verify_production() compares against
     v_lock := migrate_ext.run_swap('migrate_staging', v_schema, 'launch');
 
     SELECT max(run_id) INTO v_run FROM migrate_ext.validation_runs;
     INSERT INTO migrate_ext.migrations (backup_timestamp, state, launched_at, validation_run_id, counts, created_users)
     VALUES (v_ts, 'launched', now(), v_run,
-            jsonb_build_object('production', v_after, 'backup', v_before, 'auth_users_created', v_created) || v_lock,
+            jsonb_build_object('production', v_after, 'backup', v_before, 'auth_users_created', v_created) || v_lock || v_record,
             v_users);
     RETURN format('SUCCESS: launched %s. Production now has %s profiles, %s transactions and %s enrollments '
                   '(before: %s, %s, %s); %s auth users created. The previous tables are in schema %s. '
-                  'Locks held %s ms. To undo: SELECT migrate_ext.rollback_migration(%L);',
+                  'Locks held %s ms. Now check the application: SELECT * FROM migrate_ext.verify_production(); '
+                  'To undo: SELECT migrate_ext.rollback_migration(%L); %s',
                   v_ts, v_after->'unified_profiles', v_after->'transactions', v_after->'enrollments',
                   v_before->'unified_profiles', v_before->'transactions', v_before->'enrollments',
-                  v_created, v_schema, v_lock->'lock_ms', v_ts);
+                  v_created, v_schema, v_lock->'lock_ms', v_ts, migrate_ext.backup_references(v_ts));
 END;
 $$;
 COMMENT ON FUNCTION migrate_ext.launch_clean_production(boolean) IS
@@ -493,19 +496,12 @@ BEGIN
                          r.counts->'production'->'unified_profiles', r.counts->'production'->'transactions',
                          r.counts->'production'->'enrollments', r.counts->'auth_users_created');
         IF r.state = 'launched' THEN
-            detail := detail || format('. Backup schema %s keeps the previous tables (%s profiles, %s transactions, %s enrollments) '
-                                       'and their foreign keys to %s: while it exists, deleting a row they reference fails. '
-                                       'Roll back with SELECT migrate_ext.rollback_migration(%L); or free it with SELECT migrate_ext.drop_backup(%L);',
+            detail := detail || format('. Backup schema %s keeps the previous tables (%s profiles, %s transactions, %s enrollments). '
+                                       'Roll back with SELECT migrate_ext.rollback_migration(%L); %s',
                                        migrate_ext.backup_schema(r.backup_timestamp),
                                        r.counts->'backup'->'unified_profiles', r.counts->'backup'->'transactions',
                                        r.counts->'backup'->'enrollments',
-                                       coalesce((SELECT string_agg(DISTINCT k.confrelid::regclass::text, ', ')
-                                                   FROM pg_constraint AS k JOIN pg_class AS c ON c.oid = k.conrelid
-                                                   JOIN pg_class AS p ON p.oid = k.confrelid
-                                                  WHERE k.contype = 'f'
-                                                    AND c.relnamespace = to_regnamespace(migrate_ext.backup_schema(r.backup_timestamp))
-                                                    AND p.relnamespace IS DISTINCT FROM c.relnamespace), 'no other table'),
-                                       r.backup_timestamp, r.backup_timestamp);
+                                       r.backup_timestamp, migrate_ext.backup_references(r.backup_timestamp));
         ELSIF r.state = 'rolled_back' THEN
             detail := detail || format('; rolled back %s', migrate_ext.time_ago(r.rolled_back_at));
         ELSE
