@@ -50,6 +50,93 @@ AS $$
     ON CONFLICT DO NOTHING;
 $$;
 
+-- What a valid e-mail address looks like (after lower(trim()))
+CREATE FUNCTION migrate_ext.email_pattern() RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+BEGIN ATOMIC
+    SELECT '^[^@[:space:]]+@[^@[:space:]]+\.[^@[:space:]]+$';
+END;
+
+-- Every invoice of xendit_raw with what the rules make of it: the e-mail
+-- identity, the exclusion that applies, the product, the mapped status.
+-- Shared by the validation and reconcile().
+CREATE FUNCTION migrate_ext.invoice_facts(email_re text)
+RETURNS TABLE (id text, external_id text, status text, amount numeric, currency text, raw_email text, email text,
+               email_ok boolean, excluded text, product text, transaction_type text, fallback boolean,
+               production_status text, paid boolean, known_status boolean, paid_at timestamptz,
+               expiry_date timestamptz, created timestamptz, updated timestamptz, payment_method text,
+               payment_channel text, description text, amount_type text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT i.id, i.external_id, i.status, i.amount, i.currency, i.payer_email AS raw_email,
+           nullif(lower(btrim(i.payer_email)), '') AS email,
+           coalesce(lower(btrim(i.payer_email)) ~ email_re, false) AS email_ok,
+           x.reason AS excluded,
+           p.code AS product, p.transaction_type, p.description_pattern IS NULL AS fallback,
+           sm.production_status, coalesce(sm.becomes_transaction, false) AS paid,
+           sm.xendit_status IS NOT NULL AS known_status,
+           i.paid_at, i.expiry_date, i.created, i.updated, i.payment_method, i.payment_channel,
+           i.description, jsonb_typeof(i.api_response -> 'amount') AS amount_type
+      FROM migrate_ext.xendit_raw AS i
+      LEFT JOIN LATERAL (SELECT e.reason FROM migrate_ext.exclusions AS e
+                          WHERE (e.kind = 'xendit_id' AND e.value = i.id)
+                             OR (e.kind = 'email' AND lower(btrim(i.payer_email)) LIKE e.value)
+                          ORDER BY e.kind LIMIT 1) AS x ON true
+      LEFT JOIN LATERAL (SELECT pr.* FROM migrate_ext.products AS pr
+                          WHERE pr.description_pattern IS NULL OR i.description ILIKE pr.description_pattern
+                          ORDER BY pr.description_pattern IS NULL, pr.match_order, pr.code LIMIT 1) AS p ON true
+      LEFT JOIN migrate_ext.status_map AS sm ON sm.xendit_status = i.status;
+$$;
+
+-- The invoice rules: every issue of the invoices of a table with the
+-- columns of invoice_facts() (error, warning), excluded ones left out.
+-- Shared by the validation and reconcile().
+CREATE FUNCTION migrate_ext.invoice_issues(invoices regclass)
+RETURNS TABLE (severity text, rule text, record_id text, email text, detail text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- the rules read the given table under one name
+    RETURN QUERY EXECUTE replace($rules$
+    SELECT v.severity, v.rule, i.id, coalesce(i.email, i.raw_email), v.detail
+      FROM pg_temp.invoices AS i
+     CROSS JOIN LATERAL (VALUES
+        (NOT i.known_status, 'error', 'unknown_status',
+         format('status %s is not in migrate_ext.status_map', coalesce(i.status, 'NULL'))),
+        (i.known_status AND i.paid AND i.email IS NULL, 'error', 'paid_invoice_without_email',
+         format('%s invoice of %s %s has no payer_email: fix it in Xendit or exclude it', i.status, i.currency, i.amount)),
+        (i.email IS NOT NULL AND NOT i.email_ok, CASE WHEN i.paid THEN 'error' ELSE 'warning' END, 'invalid_email',
+         format('payer_email %L is not a valid address%s', i.raw_email,
+                CASE WHEN i.paid THEN '' ELSE ' (unpaid invoice: left out)' END)),
+        (i.paid AND i.amount IS NULL, 'error', 'non_numeric_amount',
+         format('amount is a JSON %s, not a number', coalesce(i.amount_type, 'absence'))),
+        (i.paid AND i.amount <= 0, 'error', 'non_positive_amount', format('amount %s is not positive', i.amount)),
+        (i.paid AND i.currency IS DISTINCT FROM 'PHP', 'error', 'currency_not_php',
+         format('currency %s: production records pesos only', coalesce(i.currency, 'NULL'))),
+        (i.paid AND i.fallback, 'warning', 'no_product_match',
+         format('description %L matches no product: recorded as %s', i.description, i.transaction_type))
+     ) AS v(hit, severity, rule, detail)
+     WHERE v.hit AND i.excluded IS NULL
+    UNION ALL
+    SELECT 'warning', 'test_account', i.id, i.email,
+           'a paid invoice of what looks like a test account: exclude it, e.g. INSERT INTO migrate_ext.exclusions VALUES (''email'', ''%@example.com'', ''test accounts'')'
+      FROM pg_temp.invoices AS i
+     WHERE i.paid AND i.excluded IS NULL AND i.email ~ $1
+    UNION ALL
+    SELECT 'error', 'duplicate_external_id', i.id, i.email,
+           format('external_id %L is shared by %s paid invoices; production keeps external_id unique', i.external_id, d.n)
+      FROM pg_temp.invoices AS i
+      JOIN (SELECT external_id, count(*) AS n FROM pg_temp.invoices
+             WHERE paid AND excluded IS NULL AND external_id IS NOT NULL
+             GROUP BY external_id HAVING count(*) > 1) AS d ON d.external_id = i.external_id
+     WHERE i.paid AND i.excluded IS NULL
+    $rules$, 'pg_temp.invoices', invoices::text)
+    USING '@(example\.(com|org|net)|test\.com)$'::text;
+END;
+$$;
+
 CREATE FUNCTION migrate_ext.validate_and_prepare_clean_data(
     OUT section text, OUT item text, OUT rows bigint, OUT amount numeric, OUT detail text)
 RETURNS SETOF record
@@ -60,8 +147,7 @@ DECLARE
     v_run bigint;
     v_sync_run bigint;
     v_sync_started timestamptz;
-    v_email_re CONSTANT text := '^[^@[:space:]]+@[^@[:space:]]+\.[^@[:space:]]+$';
-    v_test_re CONSTANT text := '@(example\.(com|org|net)|test\.com)$';
+    v_email_re CONSTANT text := migrate_ext.email_pattern();
     v_table text;
 BEGIN
     IF NOT pg_try_advisory_xact_lock(1835624306, 1) THEN
@@ -117,25 +203,7 @@ BEGIN
     -- Invoices: product, status, e-mail identity, exclusions
     ---------------------------------------------------------------------------
     CREATE TEMP TABLE mx_invoice ON COMMIT DROP AS
-    SELECT i.id, i.external_id, i.status, i.amount, i.currency, i.payer_email AS raw_email,
-           nullif(lower(btrim(i.payer_email)), '') AS email,
-           coalesce(lower(btrim(i.payer_email)) ~ v_email_re, false) AS email_ok,
-           x.reason AS excluded,
-           p.code AS product, p.transaction_type, p.description_pattern IS NULL AS fallback,
-           sm.production_status, coalesce(sm.becomes_transaction, false) AS paid,
-           sm.xendit_status IS NOT NULL AS known_status,
-           i.paid_at, i.expiry_date, i.created, i.updated, i.payment_method, i.payment_channel,
-           i.description, jsonb_typeof(i.api_response -> 'amount') AS amount_type,
-           true AS valid
-      FROM migrate_ext.xendit_raw AS i
-      LEFT JOIN LATERAL (SELECT e.reason FROM migrate_ext.exclusions AS e
-                          WHERE (e.kind = 'xendit_id' AND e.value = i.id)
-                             OR (e.kind = 'email' AND lower(btrim(i.payer_email)) LIKE e.value)
-                          ORDER BY e.kind LIMIT 1) AS x ON true
-      LEFT JOIN LATERAL (SELECT pr.* FROM migrate_ext.products AS pr
-                          WHERE pr.description_pattern IS NULL OR i.description ILIKE pr.description_pattern
-                          ORDER BY pr.description_pattern IS NULL, pr.match_order, pr.code LIMIT 1) AS p ON true
-      LEFT JOIN migrate_ext.status_map AS sm ON sm.xendit_status = i.status;
+    SELECT f.*, true AS valid FROM migrate_ext.invoice_facts(v_email_re) AS f;
 
     CREATE INDEX ON mx_invoice (id);
     ANALYZE mx_invoice;
@@ -150,40 +218,8 @@ BEGIN
 
     -- invoice rules
     INSERT INTO migrate_ext.validation_issues (run_id, severity, rule, source, record_id, email, detail)
-    SELECT v_run, v.severity, v.rule, 'xendit', i.id, coalesce(i.email, i.raw_email), v.detail
-      FROM mx_invoice AS i
-     CROSS JOIN LATERAL (VALUES
-        (NOT i.known_status, 'error', 'unknown_status',
-         format('status %s is not in migrate_ext.status_map', coalesce(i.status, 'NULL'))),
-        (i.known_status AND i.paid AND i.email IS NULL, 'error', 'paid_invoice_without_email',
-         format('%s invoice of %s %s has no payer_email: fix it in Xendit or exclude it', i.status, i.currency, i.amount)),
-        (i.email IS NOT NULL AND NOT i.email_ok, CASE WHEN i.paid THEN 'error' ELSE 'warning' END, 'invalid_email',
-         format('payer_email %L is not a valid address%s', i.raw_email,
-                CASE WHEN i.paid THEN '' ELSE ' (unpaid invoice: left out)' END)),
-        (i.paid AND i.amount IS NULL, 'error', 'non_numeric_amount',
-         format('amount is a JSON %s, not a number', coalesce(i.amount_type, 'absence'))),
-        (i.paid AND i.amount <= 0, 'error', 'non_positive_amount', format('amount %s is not positive', i.amount)),
-        (i.paid AND i.currency IS DISTINCT FROM 'PHP', 'error', 'currency_not_php',
-         format('currency %s: production records pesos only', coalesce(i.currency, 'NULL'))),
-        (i.paid AND i.fallback, 'warning', 'no_product_match',
-         format('description %L matches no product: recorded as %s', i.description, i.transaction_type))
-     ) AS v(hit, severity, rule, detail)
-     WHERE v.hit AND i.excluded IS NULL;
-
-    INSERT INTO migrate_ext.validation_issues (run_id, severity, rule, source, record_id, email, detail)
-    SELECT v_run, 'warning', 'test_account', 'xendit', i.id, i.email,
-           'a paid invoice of what looks like a test account: exclude it, e.g. INSERT INTO migrate_ext.exclusions VALUES (''email'', ''%@example.com'', ''test accounts'')'
-      FROM mx_invoice AS i
-     WHERE i.paid AND i.excluded IS NULL AND i.email ~ v_test_re;
-
-    INSERT INTO migrate_ext.validation_issues (run_id, severity, rule, source, record_id, email, detail)
-    SELECT v_run, 'error', 'duplicate_external_id', 'xendit', i.id, i.email,
-           format('external_id %L is shared by %s paid invoices; production keeps external_id unique', i.external_id, d.n)
-      FROM mx_invoice AS i
-      JOIN (SELECT external_id, count(*) AS n FROM mx_invoice
-             WHERE paid AND excluded IS NULL AND external_id IS NOT NULL
-             GROUP BY external_id HAVING count(*) > 1) AS d ON d.external_id = i.external_id
-     WHERE i.paid AND i.excluded IS NULL;
+    SELECT v_run, q.severity, q.rule, 'xendit', q.record_id, q.email, q.detail
+      FROM migrate_ext.invoice_issues('pg_temp.mx_invoice') AS q;
 
     -- an invoice with an error is left out; so is everything excluded or unpaid
     UPDATE mx_invoice AS i SET valid = false
