@@ -20,7 +20,7 @@ SQL_PARTS = $(sort $(wildcard sql/*.sql))
 PGFILEDESC = "migrate_ext - clean data migration from Xendit and Systeme.io"
 
 # pg_regress suites, in order (test/sql/NAME.sql, expected/NAME.out)
-REGRESS = setup sync_basic sync_faults sync_security validate swap_inventory swap security upgrade plpgsql_check
+REGRESS = setup sync_basic sync_faults sync_security validate swap_inventory swap verify reconcile security upgrade plpgsql_check
 REGRESS_OPTS = --inputdir=test --load-extension=migrate_ext
 
 PG_CPPFLAGS = $(shell pkg-config --cflags libcurl jansson 2>/dev/null)

@@ -1,92 +1,87 @@
--- The migration as a DBA runs it from psql, against the API emulator.
+-- The migration as a DBA runs it from psql, against the API emulator: the
+-- steps of doc/runbook.md in order.  Every command of the runbook is here,
+-- marked "-- runbook" (test/check_docs.py checks that the two lists are
+-- the same); everything else only shows what happened.
 \pset footer off
 -- no command tags (SET, CREATE EXTENSION, ...): only results, notices and errors
 \set QUIET on
 SET client_min_messages = warning;
+-- long values wrap at 150 columns
+\pset format wrapped
+\pset columns 150
+-- the production row counts, shown before and after each step
+\set production_counts 'SELECT (SELECT count(*) FROM public.unified_profiles) AS profiles, (SELECT count(*) FROM public.transactions) AS transactions, (SELECT count(*) FROM public.transactions WHERE transaction_type = ''Canva'') AS canva_transactions, (SELECT count(*) FROM public.enrollments) AS enrollments, (SELECT count(*) FROM auth.users) AS auth_users'
 \echo '== production before: contaminated (test accounts, no Canva product line, missing customers)'
-SELECT (SELECT count(*) FROM public.unified_profiles) AS profiles,
-       (SELECT count(*) FROM public.transactions) AS transactions,
-       (SELECT count(*) FROM public.transactions WHERE transaction_type = 'Canva') AS canva_transactions,
-       (SELECT count(*) FROM public.enrollments) AS enrollments;
+:production_counts;
 
-\echo '== install the extension (as postgres, the owner of the tables; not a superuser)'
-CREATE EXTENSION migrate_ext;
-
-\echo '== store the API keys (readable by the extension owner only)'
+\echo '== runbook 0. once, before launch day: install the extension (as postgres, the owner of the tables; not a'
+\echo '   superuser) and store the API keys (readable by the extension owner only)'
 \getenv xendit_key XENDIT_KEY
 \getenv systemeio_key SYSTEMEIO_KEY
+-- runbook
+CREATE EXTENSION migrate_ext;
+-- runbook
 SELECT migrate_ext.set_api_key('xendit', :'xendit_key');
+-- runbook
 SELECT migrate_ext.set_api_key('systemeio', :'systemeio_key');
 
-\echo '== 1. sync_raw_api_data(): page both APIs into the raw tables'
+\echo '== runbook 1. pre-flight: migration_status() (a fresh install: no sync, no staging yet), and the disk the backup will keep'
+-- runbook
+SELECT * FROM migrate_ext.migration_status() \gx
+-- runbook
+SELECT pg_size_pretty(sum(pg_total_relation_size(format('public.%I', t)::regclass))) AS backup_will_keep,
+       pg_size_pretty(pg_database_size(current_database())) AS database_now
+  FROM unnest(migrate_ext.swapped_tables()) AS t;
+
+\echo '== runbook 2. final sync: page both APIs into the raw tables'
 SET client_min_messages = notice;
+-- runbook
 SELECT * FROM migrate_ext.sync_raw_api_data();
 SET client_min_messages = warning;
-
-\echo '== what landed: invoices by status and product family'
+\echo '   what landed: invoices by status and product family'
 SELECT status,
        count(*) FILTER (WHERE description ILIKE '%papers to profits%') AS p2p,
        count(*) FILTER (WHERE description ILIKE '%canva%') AS canva,
        count(*) AS all_invoices,
        sum(amount) FILTER (WHERE currency = 'PHP') AS php_amount
   FROM migrate_ext.xendit_raw GROUP BY status ORDER BY status;
-
-\echo '== contacts by tag'
+\echo '   contacts by tag'
 SELECT tag, count(*) FROM migrate_ext.systemeio_raw, unnest(tags) AS tag
  GROUP BY tag ORDER BY count(*) DESC, tag;
-
-\echo '== a few contacts, names as sent (accents and emoji intact)'
+\echo '   a few contacts, names as sent (accents and emoji intact)'
 SELECT id, email, first_name, last_name, tags FROM migrate_ext.systemeio_raw
  WHERE first_name ~ '[^\x01-\x7f]' ORDER BY id::bigint LIMIT 5;
-
-\echo '== records PostgreSQL could not store, with the reason'
+\echo '   records PostgreSQL could not store, with the reason'
 SELECT source, record_id, reason, left(raw, 60) AS raw FROM migrate_ext.sync_rejects ORDER BY source;
 
-\echo '== a second sync: nothing changed upstream, nothing is written'
-SELECT source, status, inserted, updated, unchanged, rejected FROM migrate_ext.sync_raw_api_data();
-
-\echo '== 2. validate_and_prepare_clean_data(): staging and the full report'
+\echo '== runbook 3. validation and review: staging and the full report'
+-- runbook
 SELECT * FROM migrate_ext.validate_and_prepare_clean_data();
-
-\echo '== the errors that block the launch, one line each (every issue is in migrate_ext.validation_issues)'
+\echo '   the errors that block the launch, one line each (every issue is in migrate_ext.validation_issues)'
+-- runbook
 SELECT rule, source, record_id, email, detail FROM migrate_ext.validation_issues
  WHERE run_id = (SELECT max(run_id) FROM migrate_ext.validation_runs) AND severity = 'error'
  ORDER BY rule, record_id;
-
-\echo '== the DBA resolves them: test accounts and records that cannot be fixed upstream are excluded'
+\echo '   the DBA resolves them: test accounts and records that cannot be fixed upstream are excluded, then validates again'
 \set QUIET off
+-- runbook
 INSERT INTO migrate_ext.exclusions (kind, value, reason)
 VALUES ('email', '%@example.com', 'test accounts'), ('email', '%@test.com', 'test accounts');
+-- runbook
 INSERT INTO migrate_ext.exclusions (kind, value, reason)
 SELECT DISTINCT CASE WHEN source = 'systemeio' THEN 'systemeio_id' ELSE 'xendit_id' END, record_id,
-       'demo: cannot be fixed upstream today (' || rule || ')'
+       'cannot be fixed upstream before the launch (' || rule || ')'
   FROM migrate_ext.validation_issues
  WHERE run_id = (SELECT max(run_id) FROM migrate_ext.validation_runs) AND severity = 'error'
    AND source IN ('xendit', 'systemeio');
 \set QUIET on
+-- runbook
 SELECT section, item, rows, amount, CASE WHEN section = 'run' THEN detail END AS detail
   FROM migrate_ext.validate_and_prepare_clean_data()
  WHERE section IN ('run', 'staging', 'revenue', 'production');
 
-\echo '== the sync log'
-SELECT run_id, source, status, pages, fetched, inserted, updated, unchanged, rejected,
-       finished_at - started_at AS took
-  FROM migrate_ext.sync_runs ORDER BY run_id, source;
-
--- from here on, long values wrap at 150 columns; migration_status() is shown one
--- field per line (\gx), the answers of launch and rollback as plain text (\gset, \echo)
-\pset format wrapped
-\pset columns 150
--- the production row counts, shown before and after each step
-\set production_counts 'SELECT (SELECT count(*) FROM public.unified_profiles) AS profiles, (SELECT count(*) FROM public.transactions) AS transactions, (SELECT count(*) FROM public.transactions WHERE transaction_type = ''Canva'') AS canva_transactions, (SELECT count(*) FROM public.enrollments) AS enrollments, (SELECT count(*) FROM auth.users) AS auth_users'
-
-\echo '== 3. migration_status(): where things stand before the launch'
-SELECT * FROM migrate_ext.migration_status() \gx
-
-\echo '== production before the launch'
-:production_counts;
-
-\echo '== 4. launch_clean_production(dry_run => true): every statement the launch would run; nothing is changed'
+\echo '== runbook 4. dry run: every statement the launch would run; nothing is changed'
+-- runbook
 SELECT migrate_ext.launch_clean_production(dry_run => true) AS plan \gset
 \echo '   the first 15 lines of the plan:'
 SELECT n AS line, l AS statement
@@ -100,36 +95,35 @@ SELECT coalesce(phase, 'total') AS phase, count(*) AS statements, min(step) AS f
           FROM regexp_matches(:'plan', ';  -- (prepare|lock|swap) (\d+)$', 'gn') AS m) AS s
  GROUP BY ROLLUP (phase) ORDER BY phase IS NULL, min(step);
 \unset plan
+\echo '   production before the launch'
+:production_counts;
 
-\echo '== 5. launch_clean_production(): staging becomes production in one transaction'
+\echo '== runbook 5. launch: staging becomes production in one transaction'
 SET client_min_messages = notice;
+-- runbook
 SELECT migrate_ext.launch_clean_production() AS launch \gset
 \echo :launch
 SET client_min_messages = warning;
 -- the timestamp names the backup and is what rollback_migration() takes
-SELECT backup_timestamp AS ts, migrate_ext.backup_schema(backup_timestamp) AS backup_schema
+SELECT backup_timestamp AS timestamp, migrate_ext.backup_schema(backup_timestamp) AS backup_schema
   FROM migrate_ext.migrations WHERE state = 'launched' ORDER BY backup_timestamp DESC LIMIT 1 \gset
-\echo '   backup timestamp:' :ts '   backup schema:' :backup_schema
-\echo
-
-\echo '== production after the launch'
+\echo '   backup timestamp:' :timestamp '   backup schema:' :backup_schema
+\echo '   production after the launch'
 :production_counts;
-\echo '   and the previous production, kept in' :backup_schema
-SELECT (SELECT count(*) FROM :"backup_schema".unified_profiles) AS profiles,
-       (SELECT count(*) FROM :"backup_schema".transactions) AS transactions,
-       (SELECT count(*) FROM :"backup_schema".transactions WHERE transaction_type = 'Canva') AS canva_transactions,
-       (SELECT count(*) FROM :"backup_schema".enrollments) AS enrollments;
 
-\echo '== the new production tables kept production''s row level security and policies (the backup has the old ones)'
-SELECT c.relname AS "table", n.nspname AS schema, c.relrowsecurity AS rls, c.relforcerowsecurity AS force_rls,
-       (SELECT count(*) FROM pg_policy AS p WHERE p.polrelid = c.oid) AS policies,
-       (SELECT count(*) FROM pg_trigger AS t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal) AS triggers
-  FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
- WHERE n.nspname IN ('public', :'backup_schema') AND c.relkind = 'r'
-   AND c.relname IN ('unified_profiles', 'transactions', 'enrollments')
- ORDER BY c.relname, n.nspname DESC;
+\echo '== runbook 6. verification: every row must say ok'
+-- runbook
+SELECT * FROM migrate_ext.verify_production();
+-- runbook
+SELECT * FROM migrate_ext.migration_status() \gx
+-- the demo stops here if a check failed
+SELECT count(*) FILTER (WHERE NOT ok) = 0 AS verified FROM migrate_ext.verify_production() \gset
+\if :verified
+\else
+DO $$ BEGIN RAISE EXCEPTION 'verify_production() found a problem after the launch'; END $$;
+\endif
 
-\echo '== 6. the application still works: a buyer reads their own data through RLS, as the Supabase Data API would'
+\echo '== 6b. seen from the application: a buyer reads their own data through RLS, as the Supabase Data API would'
 \echo '   the demo user: the customer with the most payments among those with a completed P2P payment'
 SELECT p.id AS demo_user, p.email AS demo_email,
        (SELECT count(*) FROM public.transactions AS t WHERE t.user_id = p.id) AS expected_transactions,
@@ -173,7 +167,7 @@ RESET request.jwt.claims;
 DO $$ BEGIN RAISE EXCEPTION 'RLS check failed: the demo user does not see exactly their own rows'; END $$;
 \endif
 
-\echo '== 7. anon (a visitor without a login) can reach neither staging nor the backup'
+\echo '== 6c. anon (a visitor without a login) can reach neither staging nor the backup'
 SELECT r.rolname AS role, s.schema, has_schema_privilege(r.rolname, s.schema, 'USAGE') AS can_use_schema
   FROM (VALUES ('anon'), ('authenticated'), ('service_role')) AS r(rolname),
        (VALUES ('migrate_staging'), (:'backup_schema')) AS s(schema)
@@ -186,26 +180,41 @@ SELECT count(*) FROM :"backup_schema".transactions;
 \set ON_ERROR_STOP on
 RESET ROLE;
 
-\echo '== 8. rollback_migration(): the backup comes back to public, the launched tables go to migrate_staging'
+\echo '== runbook 7. roll back: the backup comes back to public, the launched tables go to migrate_staging'
 SET client_min_messages = notice;
-SELECT migrate_ext.rollback_migration(:'ts') AS rollback \gset
+-- runbook
+SELECT migrate_ext.rollback_migration(:'timestamp') AS rollback \gset
 \echo :rollback
-\echo
 SET client_min_messages = warning;
-
-\echo '== production after the rollback: the counts of before the launch (the auth users it created are kept)'
+-- runbook
+SELECT * FROM migrate_ext.verify_production();
+\echo '   production after the rollback: the counts of before the launch (the auth users it created are kept)'
 :production_counts;
-SELECT * FROM migrate_ext.migration_status() \gx
 
-\echo '== 9. a second launch: the launched tables were kept in migrate_staging for a retry'
+\echo '== runbook 8. launch again: the launched tables were kept in migrate_staging for a retry'
 SET client_min_messages = notice;
+-- runbook
 SELECT migrate_ext.launch_clean_production() AS launch \gset
 \echo :launch
-\echo
 SET client_min_messages = warning;
+SELECT backup_timestamp AS timestamp FROM migrate_ext.migrations WHERE state = 'launched' ORDER BY backup_timestamp DESC LIMIT 1 \gset
+-- runbook
+SELECT * FROM migrate_ext.verify_production();
 :production_counts;
 
-\echo '== 10. migration_status() at the end: the second launch is in place, its backup kept; staging was used up'
-\echo '   (drop_backup(''<timestamp>'') frees the backup once the new production is confirmed; a new sync and'
-\echo '   validation build a new staging)'
+\echo '== runbook 9. the days after: reconcile production with the APIs, and schedule it nightly with pg_cron'
+-- runbook
+SELECT * FROM migrate_ext.reconcile();
+-- runbook
+SELECT migrate_ext.nightly_reconcile();
+-- runbook
+SELECT cron.schedule('migrate_ext-nightly', '0 3 * * *', $$SELECT migrate_ext.nightly_reconcile()$$);
+SELECT jobname, schedule, command, database, username FROM cron.job;
+
+\echo '== runbook 10. drop the backup once the new production is confirmed (afterwards no rollback)'
+-- runbook
+SELECT migrate_ext.drop_backup(:'timestamp');
+-- runbook
 SELECT * FROM migrate_ext.migration_status() \gx
+
+\i demo/seed_expected.sql

@@ -3,7 +3,7 @@
 # when any is missing.  Needs root (or sudo) only when something is missing.
 set -euo pipefail
 
-packages=(postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev libjansson-dev
+packages=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron libcurl4-openssl-dev libjansson-dev
           postgresql-15-plpgsql-check
           pkg-config make gcc python3 util-linux openssl)
 

@@ -8,6 +8,7 @@
 # Source this file, then call sandbox_start [SCALE].  It exports PGHOST,
 # PGPORT, PGUSER, PGDATABASE, EMULATOR_URL, XENDIT_KEY, SYSTEMEIO_KEY,
 # SANDBOX and PG_BIN.  KEEP_SANDBOX=1 keeps the folder for inspection.
+# SANDBOX_CRON_DATABASE names the database pg_cron lives in (default postgres).
 
 SANDBOX_PROJECT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PY=/usr/bin/python3
@@ -115,6 +116,13 @@ wal_level = logical
 shared_buffers = 256MB
 max_wal_size = 4GB
 log_line_prefix = '%m [%p] %u@%d '
+# pg_cron, as on Supabase: the nightly sync and reconcile (doc/runbook.md);
+# jobs run in background workers (no TCP here), scheduled from the database
+# cron.database_name names (the demo's is its application database)
+shared_preload_libraries = 'pg_cron'
+cron.database_name = '${SANDBOX_CRON_DATABASE:-postgres}'
+cron.use_background_workers = on
+max_worker_processes = 16
 migrate_ext.xendit_base_url = '$EMULATOR_URL'
 migrate_ext.systemeio_base_url = '$EMULATOR_URL'
 regress.emulator_url = '$EMULATOR_URL'

@@ -177,36 +177,30 @@ $$;
 
 -- Make the extension's own objects private: nothing for PUBLIC or for any
 -- role that default privileges named (Supabase grants a lot to anon and
--- authenticated by default, on tables, functions and schemas), everything
--- for the extension's owner
+-- authenticated by default, on tables, functions and schemas), the use of
+-- everything for the extension's owner
 CREATE FUNCTION migrate_ext.close_extension_objects(ext_owner regrole) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    g record;
 BEGIN
-    REVOKE ALL ON ALL TABLES IN SCHEMA migrate_ext FROM PUBLIC;
-    REVOKE ALL ON ALL SEQUENCES IN SCHEMA migrate_ext FROM PUBLIC;
-    REVOKE ALL ON ALL FUNCTIONS IN SCHEMA migrate_ext FROM PUBLIC;
-    EXECUTE format('GRANT USAGE ON SCHEMA migrate_ext TO %s', ext_owner);
-    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA migrate_ext TO %s', ext_owner);
-    EXECUTE format('GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA migrate_ext TO %s', ext_owner);
-    EXECUTE format('GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA migrate_ext TO %s', ext_owner);
-    FOR g IN
-        SELECT DISTINCT 'TABLE ' || c.oid::regclass::text AS obj, a.grantee
-          FROM pg_class AS c, aclexplode(c.relacl) AS a
-         WHERE c.relnamespace = 'migrate_ext'::regnamespace AND a.grantee NOT IN (c.relowner, ext_owner)
-        UNION
-        SELECT DISTINCT 'FUNCTION ' || p.oid::regprocedure::text, a.grantee
-          FROM pg_proc AS p, aclexplode(p.proacl) AS a
-         WHERE p.pronamespace = 'migrate_ext'::regnamespace AND a.grantee NOT IN (p.proowner, ext_owner)
-        UNION
-        SELECT DISTINCT 'SCHEMA migrate_ext', a.grantee
-          FROM pg_namespace AS n, aclexplode(n.nspacl) AS a
-         WHERE n.nspname = 'migrate_ext' AND a.grantee NOT IN (n.nspowner, ext_owner)
-    LOOP
-        EXECUTE format('REVOKE ALL ON %s FROM %s', g.obj, migrate_ext.grantee_name(g.grantee));
-    END LOOP;
+    -- the owner's default privileges (less PUBLIC's), and the extension
+    -- owner's: rights as aclitem letters (arwd: SELECT, INSERT, UPDATE,
+    -- DELETE; rwU: SELECT, UPDATE, USAGE; X: EXECUTE; U: USAGE)
+    PERFORM migrate_ext.set_acl(o.kind, o.target,
+                                ARRAY(SELECT d FROM unnest(acldefault(o.acl_kind, o.owner)) AS d
+                                       WHERE d::text NOT LIKE '=%')
+                                || format('%s=%s/%s', ext_owner, o.rights, o.owner::regrole)::aclitem)
+       FROM (SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END AS kind, c.oid::regclass::text AS target,
+                    c.relowner AS owner, CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END::"char" AS acl_kind,
+                    CASE c.relkind WHEN 'S' THEN 'rwU' ELSE 'arwd' END AS rights
+               FROM pg_class AS c
+              WHERE c.relnamespace = 'migrate_ext'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
+             UNION ALL
+             SELECT 'FUNCTION', p.oid::regprocedure::text, p.proowner, 'f', 'X'
+               FROM pg_proc AS p WHERE p.pronamespace = 'migrate_ext'::regnamespace
+             UNION ALL
+             SELECT 'SCHEMA', 'migrate_ext', n.nspowner, 'n', 'U'
+               FROM pg_namespace AS n WHERE n.nspname = 'migrate_ext') AS o;
 END;
 $$;

@@ -1,6 +1,7 @@
 -------------------------------------------------------------------------------
--- Business rules as data: products, status_map, exclusions; stable ids;
--- the validation report.  New products need rows here, not code.
+-- Business rules as data: products, status_map, the validation's constants,
+-- how new users are created, exclusions.  New products need rows here, not
+-- code.
 -------------------------------------------------------------------------------
 
 CREATE TABLE migrate_ext.products (
@@ -32,15 +33,44 @@ VALUES ('P2P',   'P2P',   '%papers to profits%', '{PaidP2P}',   true,  'Papers t
 CREATE TABLE migrate_ext.status_map (
     xendit_status       text PRIMARY KEY,
     production_status   text NOT NULL,
-    becomes_transaction boolean NOT NULL
+    becomes_transaction boolean NOT NULL,
+    settles             boolean NOT NULL DEFAULT false
 );
 COMMENT ON TABLE migrate_ext.status_map IS
     'Xendit invoice status -> production transaction status, and whether it becomes a transaction';
+COMMENT ON COLUMN migrate_ext.status_map.settles IS
+    'The money reached the merchant: the transaction''s settled_at is the invoice''s last update';
 INSERT INTO migrate_ext.status_map VALUES
-    ('PAID', 'completed', true),
-    ('SETTLED', 'completed', true),
-    ('EXPIRED', 'expired', false),
-    ('PENDING', 'pending', false);
+    ('PAID', 'completed', true, false),
+    ('SETTLED', 'completed', true, true),
+    ('EXPIRED', 'expired', false, false),
+    ('PENDING', 'pending', false, false);
+
+CREATE TABLE migrate_ext.validation_rules (
+    single               boolean PRIMARY KEY DEFAULT true CHECK (single),
+    currency             text NOT NULL DEFAULT 'PHP',
+    email_pattern        text NOT NULL DEFAULT '^[^@[:space:]]+@[^@[:space:]]+\.[^@[:space:]]+$',
+    test_account_pattern text NOT NULL DEFAULT '@(example\.(com|org|net)|test\.com)$'
+);
+COMMENT ON TABLE migrate_ext.validation_rules IS
+    'The validation''s constants (one row)';
+COMMENT ON COLUMN migrate_ext.validation_rules.currency IS
+    'The only currency production records: a paid invoice in another one is an error (rule currency_not_php); manual payments are in it';
+COMMENT ON COLUMN migrate_ext.validation_rules.email_pattern IS
+    'A valid e-mail address (a regular expression on lower(trim(e-mail))); an invalid one on a paid record is an error';
+COMMENT ON COLUMN migrate_ext.validation_rules.test_account_pattern IS
+    'A test account''s e-mail (a regular expression): its paid invoices are a warning (rule test_account)';
+INSERT INTO migrate_ext.validation_rules DEFAULT VALUES;
+
+CREATE TABLE migrate_ext.new_user_rules (
+    single        boolean PRIMARY KEY DEFAULT true CHECK (single),
+    email_confirm boolean NOT NULL DEFAULT true
+);
+COMMENT ON TABLE migrate_ext.new_user_rules IS
+    'How the launch creates the auth users of new buyers (one row)';
+COMMENT ON COLUMN migrate_ext.new_user_rules.email_confirm IS
+    'true (default, as the application''s own admin code did with email_confirm: true): created confirmed, they can sign in by magic link or password recovery at once; false: email_confirmed_at NULL, they must confirm by e-mail first';
+INSERT INTO migrate_ext.new_user_rules DEFAULT VALUES;
 
 CREATE TABLE migrate_ext.exclusions (
     kind       text NOT NULL CHECK (kind IN ('email', 'xendit_id', 'systemeio_id')),
@@ -53,47 +83,7 @@ CREATE TABLE migrate_ext.exclusions (
 COMMENT ON TABLE migrate_ext.exclusions IS
     'What a DBA decided to leave out: email (a LIKE pattern on lower(trim(email))), xendit_id or systemeio_id (one record)';
 
-CREATE TABLE migrate_ext.identity_map (
-    kind       text NOT NULL,
-    key        text NOT NULL,
-    id         uuid NOT NULL UNIQUE,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (kind, key)
-);
-COMMENT ON TABLE migrate_ext.identity_map IS
-    'Ids drawn once for rows production does not have yet (kind: user by e-mail, transaction by Xendit invoice id or manual payment, enrollment by user and course), so re-runs give the same ids';
-
-CREATE SEQUENCE migrate_ext.validation_runs_run_id_seq;
-
-CREATE TABLE migrate_ext.validation_runs (
-    run_id               bigint PRIMARY KEY,
-    started_at           timestamptz NOT NULL,
-    finished_at          timestamptz,
-    errors               bigint NOT NULL DEFAULT 0,
-    warnings             bigint NOT NULL DEFAULT 0,
-    sync_run_id          bigint,
-    sync_started_at      timestamptz,
-    production_signature text
-);
-COMMENT ON TABLE migrate_ext.validation_runs IS
-    'One row per validate_and_prepare_clean_data(); sync_run_id is the sync staging was built from, production_signature the production table definitions it was built for';
-
-CREATE TABLE migrate_ext.validation_issues (
-    run_id    bigint NOT NULL REFERENCES migrate_ext.validation_runs ON DELETE CASCADE,
-    severity  text NOT NULL CHECK (severity IN ('error', 'warning', 'info')),
-    rule      text NOT NULL,
-    source    text NOT NULL,
-    record_id text,
-    email     text,
-    detail    text NOT NULL
-);
-CREATE INDEX validation_issues_run_idx ON migrate_ext.validation_issues (run_id, severity, rule);
-COMMENT ON TABLE migrate_ext.validation_issues IS
-    'Every issue of a validation run, never truncated: error blocks the launch, warning keeps the data with a documented fallback, info lists what is carried over or removed';
-
--- products and status_map hold default rows that CREATE EXTENSION inserts,
--- so pg_dump does not dump them (a restore would insert them twice)
+-- products, status_map, validation_rules and new_user_rules hold default
+-- rows that CREATE EXTENSION inserts, so pg_dump does not dump them (a
+-- restore would insert them twice); exclusions are the DBA's
 SELECT pg_catalog.pg_extension_config_dump('migrate_ext.exclusions', '');
-SELECT pg_catalog.pg_extension_config_dump('migrate_ext.identity_map', '');
-SELECT pg_catalog.pg_extension_config_dump('migrate_ext.validation_runs', '');
-SELECT pg_catalog.pg_extension_config_dump('migrate_ext.validation_issues', '');

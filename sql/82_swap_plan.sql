@@ -103,19 +103,20 @@ AS $$
      ORDER BY 1;
 $$;
 
--- Item 33: after the moves nothing outside the tables moved to
--- outgoing_to may still depend on them (their own constraints, triggers,
--- policies, rules and statistics may); raises naming every such object
-CREATE FUNCTION migrate_ext.check_swap_invariant(outgoing_to text) RETURNS void
-LANGUAGE plpgsql STABLE
+-- What depends on the swapped tables of a schema from outside them (their
+-- own constraints, triggers, policies, rules and statistics do not count):
+-- one description per object
+CREATE FUNCTION migrate_ext.outside_dependents(schema_name text) RETURNS SETOF text
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    leftovers text;
-BEGIN
-    SELECT string_agg(DISTINCT d.object, '; ')
-      INTO leftovers
-      FROM migrate_ext.swap_dependents(outgoing_to) AS d
+    SELECT DISTINCT coalesce((SELECT format('%s %s', CASE v.relkind WHEN 'm' THEN 'materialized view' ELSE 'view' END,
+                                            v.oid::regclass)
+                                FROM pg_rewrite AS w JOIN pg_class AS v ON v.oid = w.ev_class
+                               WHERE d.catalog = 'pg_rewrite'::regclass AND w.oid = d.objid
+                                 AND w.rulename = '_RETURN' AND v.relkind IN ('v', 'm')),
+                             d.object)
+      FROM migrate_ext.swap_dependents(schema_name) AS d
      WHERE (d.deptype = 'n' OR d.catalog = 'pg_publication_rel'::regclass)
        AND coalesce(CASE d.catalog
                         WHEN 'pg_constraint'::regclass THEN (SELECT k.conrelid FROM pg_constraint AS k WHERE k.oid = d.objid)
@@ -125,7 +126,20 @@ BEGIN
                         WHEN 'pg_statistic_ext'::regclass THEN (SELECT x.stxrelid FROM pg_statistic_ext AS x WHERE x.oid = d.objid)
                         WHEN 'pg_attrdef'::regclass THEN (SELECT a.adrelid FROM pg_attrdef AS a WHERE a.oid = d.objid)
                         WHEN 'pg_class'::regclass THEN d.objid
-                    END, 0) NOT IN (SELECT s.rel FROM migrate_ext.swapped_relations(outgoing_to) AS s);
+                    END, 0) NOT IN (SELECT s.rel FROM migrate_ext.swapped_relations(schema_name) AS s)
+     ORDER BY 1;
+$$;
+
+-- Item 33: after the moves nothing outside the tables moved to
+-- outgoing_to may still depend on them; raises naming every such object
+CREATE FUNCTION migrate_ext.check_swap_invariant(outgoing_to text) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    leftovers text;
+BEGIN
+    SELECT string_agg(o, '; ') INTO leftovers FROM migrate_ext.outside_dependents(outgoing_to) AS o;
     IF leftovers IS NOT NULL THEN
         RAISE EXCEPTION 'objects outside schema % still depend on its tables: %', outgoing_to, leftovers
               USING ERRCODE = 'dependent_objects_still_exist',

@@ -1,293 +1,8 @@
 -------------------------------------------------------------------------------
--- launch_clean_production(), rollback_migration(), migration_status(),
--- drop_backup(): refusals, the migrations log, and the swap
--- engine run forward (staging in, production to a backup) or backward
+-- The entry points: launch_clean_production(), rollback_migration(),
+-- drop_backup().  One perform_swap() runs the swap engine forward (staging
+-- in, production to a backup) or backward, after the same refusals.
 -------------------------------------------------------------------------------
-
-CREATE TABLE migrate_ext.migrations (
-    backup_timestamp  text PRIMARY KEY CHECK (backup_timestamp ~ '^\d{4}(_\d{2}){5}$'),
-    state             text NOT NULL CHECK (state IN ('launched', 'rolled_back', 'dropped')),
-    launched_at       timestamptz NOT NULL,
-    rolled_back_at    timestamptz,
-    dropped_at        timestamptz,
-    validation_run_id bigint,
-    counts            jsonb NOT NULL,
-    created_users     uuid[] NOT NULL DEFAULT '{}',
-    launched_by       name NOT NULL DEFAULT current_user
-);
-COMMENT ON TABLE migrate_ext.migrations IS
-    'One row per launch: its backup schema migrate_backup_<backup_timestamp>, its state, row counts and lock time, and the auth users it created';
-SELECT pg_catalog.pg_extension_config_dump('migrate_ext.migrations', '');
-
--- The name of the backup schema of a migration
-CREATE FUNCTION migrate_ext.backup_schema(backup_timestamp text) RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-BEGIN ATOMIC
-    SELECT 'migrate_backup_' || backup_timestamp;
-END;
-
--- The backup's name: the launch time in UTC, one per second.  A launch in
--- the same second as an earlier one waits for the next second; a name
--- taken by a schema no launch made (somebody could create the next
--- seconds' names in advance) is refused after a few seconds, not waited out
-CREATE FUNCTION migrate_ext.new_backup_timestamp() RETURNS text
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    ts text;
-    squatter text;
-BEGIN
-    FOR attempt IN 1..15 LOOP
-        ts := to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY_MM_DD_HH24_MI_SS');
-        SELECT format('schema %s (owned by %s)', n.nspname, n.nspowner::regrole) INTO squatter
-          FROM pg_namespace AS n WHERE n.nspname = migrate_ext.backup_schema(ts);
-        IF squatter IS NULL AND NOT EXISTS (SELECT 1 FROM migrate_ext.migrations AS m WHERE m.backup_timestamp = ts) THEN
-            RETURN ts;
-        END IF;
-        PERFORM pg_sleep(0.2);
-    END LOOP;
-    RAISE EXCEPTION 'launch refused: no free backup name; the last one tried is taken by %', coalesce(squatter, 'an earlier migration')
-          USING ERRCODE = 'duplicate_schema',
-                HINT = 'Nothing was changed. Schemas named migrate_backup_<timestamp> are the launch''s own: drop the ones no migration made (SELECT * FROM migrate_ext.migration_status(); lists the migrations), then launch again.';
-END;
-$$;
-
--- Everything that stops a launch now, with what to do; empty when the
--- launch may go ahead
-CREATE FUNCTION migrate_ext.launch_refusals() RETURNS TABLE (problem text, hint text)
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    t text;
-    n bigint;
-    min_rows bigint;
-    run record;
-    last_sync bigint;
-    missing text;
-    launched text;
-BEGIN
-    PERFORM migrate_ext.load_settings();
-    min_rows := current_setting('migrate_ext.min_staging_rows')::bigint;
-    SELECT string_agg(format('migrate_staging.%s', x.name), ', ') INTO missing
-      FROM unnest(migrate_ext.swapped_tables() || '{auth_users}'::text[]) AS x(name)
-     WHERE to_regclass(format('migrate_staging.%I', x.name)) IS NULL;
-    IF missing IS NOT NULL THEN
-        SELECT m.backup_timestamp INTO launched FROM migrate_ext.migrations AS m
-         WHERE m.state <> 'rolled_back'
-           AND m.validation_run_id = (SELECT max(v.run_id) FROM migrate_ext.validation_runs AS v);
-        problem := CASE WHEN launched IS NOT NULL
-                        THEN format('there is no staging: the last one was launched as migration %s', launched)
-                        ELSE format('there is no staging (%s missing)', missing) END;
-        hint := 'Run SELECT * FROM migrate_ext.sync_raw_api_data(); and SELECT * FROM migrate_ext.validate_and_prepare_clean_data(); to build one.';
-        RETURN NEXT;
-    END IF;
-    FOREACH t IN ARRAY migrate_ext.swapped_tables() LOOP
-        CONTINUE WHEN to_regclass(format('migrate_staging.%I', t)) IS NULL;
-        EXECUTE format('SELECT count(*) FROM migrate_staging.%I', t) INTO n;
-        IF n < min_rows THEN
-            problem := format('migrate_staging.%s has %s rows, fewer than migrate_ext.min_staging_rows (%s)', t, n, min_rows);
-            hint := 'An empty or truncated staging table would wipe production. Re-sync and re-validate, or lower migrate_ext.min_staging_rows if this is really intended.';
-            RETURN NEXT;
-        END IF;
-        IF (SELECT c.relpersistence FROM pg_class AS c WHERE c.oid = format('migrate_staging.%I', t)::regclass) <> 'p' THEN
-            problem := format('migrate_staging.%s is not a permanent logged table', t);
-            hint := 'Making it logged would rewrite it under the swap''s locks; rebuild staging with validate_and_prepare_clean_data().';
-            RETURN NEXT;
-        END IF;
-    END LOOP;
-
-    SELECT * INTO run FROM migrate_ext.validation_runs ORDER BY run_id DESC LIMIT 1;
-    IF NOT FOUND THEN
-        problem := 'staging was not built by a validation run';
-        hint := 'Run SELECT * FROM migrate_ext.validate_and_prepare_clean_data(); first.';
-        RETURN NEXT;
-    ELSE
-        IF run.errors > 0 THEN
-            problem := format('the last validation (run %s) found %s errors', run.run_id, run.errors);
-            hint := format('See SELECT * FROM migrate_ext.validation_issues WHERE run_id = %s AND severity = ''error''; fix them upstream or add exclusions, then validate again.', run.run_id);
-            RETURN NEXT;
-        END IF;
-        SELECT max(s.run_id) INTO last_sync FROM migrate_ext.sync_runs AS s WHERE s.status = 'succeeded';
-        IF last_sync IS DISTINCT FROM run.sync_run_id THEN
-            problem := format('staging is older than the last sync: it was built from sync run %s, and sync run %s is newer',
-                              coalesce(run.sync_run_id::text, 'none'), last_sync);
-            hint := 'Run SELECT * FROM migrate_ext.validate_and_prepare_clean_data(); again.';
-            RETURN NEXT;
-        END IF;
-        IF run.production_signature IS DISTINCT FROM migrate_ext.production_signature() THEN
-            problem := 'the production tables'' definitions changed after staging was built';
-            hint := 'Run SELECT * FROM migrate_ext.validate_and_prepare_clean_data(); again, so that staging has production''s columns.';
-            RETURN NEXT;
-        END IF;
-    END IF;
-
-    -- the swap moves the production tables and gives their owner the new ones
-    FOR run IN SELECT c.relname, c.relowner::regrole AS owner,
-                      (SELECT s.relowner FROM pg_class AS s
-                        WHERE s.oid = to_regclass(format('migrate_staging.%I', c.relname))) AS staging_owner
-                 FROM migrate_ext.swapped_relations() AS p JOIN pg_class AS c ON c.oid = p.rel
-                ORDER BY c.relname LOOP
-        IF NOT pg_has_role(current_user, run.owner, 'USAGE') THEN
-            problem := format('public.%s is owned by %s, and %s is not a member of that role', run.relname, run.owner, current_user);
-            hint := 'Run the launch as the owner of the production tables (postgres on Supabase).';
-            RETURN NEXT;
-        ELSIF run.staging_owner IS DISTINCT FROM run.owner::oid AND NOT has_schema_privilege(run.owner, 'public', 'CREATE') THEN
-            problem := format('public.%s is owned by %s, which cannot own the new table: it lacks CREATE on schema public', run.relname, run.owner);
-            hint := format('Grant it for the launch (GRANT CREATE ON SCHEMA public TO %s;), or make postgres the table''s owner.', run.owner);
-            RETURN NEXT;
-        END IF;
-    END LOOP;
-
-    IF to_regnamespace('migrate_staging') IS NOT NULL THEN
-        problem := 'schema migrate_staging holds objects migrate_ext did not put there: '
-                   || migrate_ext.foreign_objects('migrate_staging', migrate_ext.staging_tables());
-        IF problem IS NOT NULL THEN
-            hint := 'They would be left behind, or read the new tables; move or drop them, then validate again.';
-            RETURN NEXT;
-        END IF;
-    END IF;
-
-    FOR problem IN SELECT format('%s %s', r.object, r.reason) FROM migrate_ext.swap_refusals() AS r LOOP
-        hint := 'The swap fails closed on what it cannot carry: change or drop what is listed, launch, then re-create it.';
-        RETURN NEXT;
-    END LOOP;
-END;
-$$;
-
--- Everything that stops rolling back migration backup_timestamp now, with
--- what to do; empty when the rollback may go ahead
-CREATE FUNCTION migrate_ext.rollback_refusals(backup_timestamp text) RETURNS TABLE (problem text, hint text)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT r.problem, r.hint
-      FROM (SELECT 0::bigint AS i, 0 AS k,
-                   format('migration %s cannot be rolled back while a later launch (%s) is in place', m.backup_timestamp,
-                          string_agg(g.backup_timestamp, ', ' ORDER BY g.backup_timestamp)) AS problem,
-                   'Roll back the later migrations first, newest first.' AS hint
-              FROM migrate_ext.migrations AS m
-              JOIN migrate_ext.migrations AS g ON g.state = 'launched' AND g.launched_at > m.launched_at
-             WHERE m.backup_timestamp = rollback_refusals.backup_timestamp
-             GROUP BY m.backup_timestamp
-            UNION ALL
-            SELECT t.i, x.k, x.problem, x.hint
-              FROM unnest(migrate_ext.swapped_tables()) WITH ORDINALITY AS t(name, i)
-             CROSS JOIN LATERAL (
-                   SELECT 1, format('backup table %s.%s is missing', migrate_ext.backup_schema(backup_timestamp), t.name),
-                          'The backup was changed by hand; restore it from a dump.'
-                    WHERE to_regclass(format('%I.%I', migrate_ext.backup_schema(backup_timestamp), t.name)) IS NULL
-                   UNION ALL
-                   SELECT 2, format('migrate_staging.%s exists: production cannot be moved back to staging', t.name),
-                          'It was built after the launch by validate_and_prepare_clean_data(); drop it (DROP TABLE migrate_staging.unified_profiles, migrate_staging.transactions, migrate_staging.enrollments;) and roll back again.'
-                    WHERE to_regclass(format('migrate_staging.%I', t.name)) IS NOT NULL) AS x(k, problem, hint)
-            UNION ALL
-            SELECT 9, 0, format('%s %s', d.object, d.reason),
-                   'The swap fails closed on what it cannot carry: change or drop what is listed, roll back, then re-create it.'
-              FROM migrate_ext.swap_refusals() AS d) AS r
-     ORDER BY r.i, r.k;
-$$;
-COMMENT ON FUNCTION migrate_ext.rollback_refusals(text) IS
-    'Everything that stops rolling back a migration now; rollback_migration() refuses while this returns rows';
-
--- What stops a launch (backup_timestamp NULL) or the rollback of a
--- migration: launch_refusals() or rollback_refusals()
-CREATE FUNCTION migrate_ext.swap_refusal_list(what text, backup_timestamp text) RETURNS TABLE (problem text, hint text)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT r.problem, r.hint FROM migrate_ext.launch_refusals() AS r WHERE what = 'launch'
-    UNION ALL
-    SELECT r.problem, r.hint FROM migrate_ext.rollback_refusals(backup_timestamp) AS r WHERE what = 'rollback';
-$$;
-
--- Refuse a launch or rollback, naming every problem and changing nothing,
--- when anything stops it
-CREATE FUNCTION migrate_ext.check_swap_refusals(what text, backup_timestamp text) RETURNS void
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    v_problems text;
-    v_first_problem text;
-    v_first_hint text;
-BEGIN
-    -- every problem in the detail, the first one in the message and hint
-    SELECT string_agg('- ' || r.problem, E'\n' ORDER BY r.n), (array_agg(r.problem ORDER BY r.n))[1],
-           (array_agg(r.hint ORDER BY r.n))[1]
-      INTO v_problems, v_first_problem, v_first_hint
-      FROM migrate_ext.swap_refusal_list(what, backup_timestamp) WITH ORDINALITY AS r(problem, hint, n);
-    IF v_problems IS NOT NULL THEN
-        RAISE EXCEPTION '% refused: %', what, v_first_problem
-              USING ERRCODE = 'object_not_in_prerequisite_state',
-                    DETAIL = format(E'Everything that stops the %s:\n', what) || v_problems,
-                    HINT = 'Nothing was changed. ' || v_first_hint;
-    END IF;
-END;
-$$;
-
--- Row counts of the swapped tables, in swapped_tables() order, for people:
--- "3 profiles, 2 transactions and 1 enrollments" with nouns and
--- last_separator ' and ', or "3, 2, 1"
-CREATE FUNCTION migrate_ext.counts_text(counts jsonb, nouns boolean, last_separator text DEFAULT ', ') RETURNS text
-LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT string_agg(CASE WHEN u.i = 1 THEN '' WHEN u.i = cardinality(migrate_ext.swapped_tables()) THEN last_separator ELSE ', ' END
-                      || format('%s', counts->u.t)
-                      || CASE WHEN nouns THEN ' ' || CASE u.t WHEN 'unified_profiles' THEN 'profiles' ELSE u.t END ELSE '' END,
-                      '' ORDER BY u.i)
-      FROM unnest(migrate_ext.swapped_tables()) WITH ORDINALITY AS u(t, i);
-$$;
-
--- The SUCCESS message of a launch or rollback: counts before (production
--- as it was) and after (the incoming tables), rows written after the
--- launch (rollback), auth users created or kept, the lock hold time
-CREATE FUNCTION migrate_ext.swap_message(what text, ts text, backup_schema text, before jsonb, after jsonb,
-                                         late jsonb, users bigint, lock jsonb) RETURNS text
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE what
-           WHEN 'launch' THEN
-               format('SUCCESS: launched %s. Production now has %s (before: %s); %s auth users created. The previous tables are in schema %s. '
-                      'Locks held %s ms. To undo: SELECT migrate_ext.rollback_migration(%L);',
-                      ts, migrate_ext.counts_text(after, true, ' and '), migrate_ext.counts_text(before, false),
-                      users, backup_schema, lock->'lock_ms', ts)
-           ELSE
-               format('SUCCESS: rolled back %s. Production again has %s '
-                      '(launched: %s, now in migrate_staging for a retry; %s of them created after the launch). '
-                      '%s auth users created by the launch are kept. Locks held %s ms.',
-                      ts, migrate_ext.counts_text(after, true, ' and '), migrate_ext.counts_text(before, false),
-                      migrate_ext.counts_text(late, false, ' and '), users, lock->'lock_ms')
-           END;
-$$;
-
--- Refuse to swap in a transaction that already holds locks on the swapped
--- tables: a failed lock attempt could not release them, and sessions
--- would queue behind them for the whole retry time
-CREATE FUNCTION migrate_ext.check_fresh_transaction(what text) RETURNS void
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    held text;
-BEGIN
-    SELECT string_agg(DISTINCT l.relation::regclass::text, ', ') INTO held
-      FROM pg_locks AS l JOIN pg_class AS c ON c.oid = l.relation
-     WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation'
-       AND l.database = (SELECT d.oid FROM pg_database AS d WHERE d.datname = current_database())
-       AND c.relname = ANY (migrate_ext.swapped_tables())
-       AND (c.relnamespace IN ('public'::regnamespace, to_regnamespace('migrate_staging'))
-            OR c.relnamespace IN (SELECT n.oid FROM pg_namespace AS n WHERE n.nspname LIKE 'migrate\_backup\_%'));
-    IF held IS NOT NULL THEN
-        RAISE EXCEPTION '% must run before anything else in its transaction touches the tables it swaps (this one holds locks on %)', what, held
-              USING ERRCODE = 'active_sql_transaction',
-                    HINT = 'Nothing was changed. Run it on its own, or first after BEGIN, so that a failed lock attempt holds nothing that other sessions wait for.';
-    END IF;
-END;
-$$;
 
 -- Run a swap plan: prepare, lock, swap, each statement in turn; on any
 -- error everything is rolled back and the error names the step and its
@@ -340,24 +55,28 @@ BEGIN
 END;
 $$;
 
--- Row counts of the swapped tables of a schema, as jsonb; with
--- created_since, only the rows created since then (by their created column)
-CREATE FUNCTION migrate_ext.table_counts(schema_name text, created_since timestamptz DEFAULT NULL) RETURNS jsonb
-LANGUAGE plpgsql STABLE
+-- The SUCCESS message of a launch or rollback: counts before (production
+-- as it was) and after (the incoming tables), rows written after the
+-- launch (rollback), auth users created or kept, the lock hold time
+CREATE FUNCTION migrate_ext.swap_message(what text, ts text, backup_schema text, before jsonb, after jsonb,
+                                         late jsonb, users bigint, lock jsonb) RETURNS text
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    t text;
-    n bigint;
-    counts jsonb := '{}'::jsonb;
-BEGIN
-    FOREACH t IN ARRAY migrate_ext.swapped_tables() LOOP
-        EXECUTE format('SELECT count(*) FROM %I.%I WHERE $1 IS NULL OR %I >= $1', schema_name, t, migrate_ext.created_column(t))
-           INTO n USING created_since;
-        counts := counts || jsonb_build_object(t, n);
-    END LOOP;
-    RETURN counts;
-END;
+    SELECT CASE what
+           WHEN 'launch' THEN
+               format('SUCCESS: launched %s. Production now has %s (before: %s); %s auth users created. The previous tables are in schema %s. '
+                      'Locks held %s ms. Now check the application: SELECT * FROM migrate_ext.verify_production(); '
+                      'To undo: SELECT migrate_ext.rollback_migration(%L);',
+                      ts, migrate_ext.counts_text(after, true, ' and '), migrate_ext.counts_text(before, false),
+                      users, backup_schema, lock->'lock_ms', ts)
+           ELSE
+               format('SUCCESS: rolled back %s. Production again has %s '
+                      '(launched: %s, now in migrate_staging for a retry; %s of them created after the launch). '
+                      '%s auth users created by the launch are kept. Locks held %s ms.',
+                      ts, migrate_ext.counts_text(after, true, ' and '), migrate_ext.counts_text(before, false),
+                      migrate_ext.counts_text(late, false, ' and '), users, lock->'lock_ms')
+           END;
 $$;
 
 -- The dry run of a launch or rollback: every statement it would run, in
@@ -402,6 +121,7 @@ DECLARE
     v_after jsonb;
     v_late jsonb;
     v_lock jsonb;
+    v_record jsonb := '{}'::jsonb;
 BEGIN
     IF what = 'rollback' THEN
         m := migrate_ext.find_migration(backup_timestamp);
@@ -446,12 +166,15 @@ BEGIN
         v_late := migrate_ext.table_counts('public', m.launched_at);
         SELECT count(*) INTO v_users FROM auth.users AS u WHERE u.id = ANY (m.created_users);
     END IF;
+    IF what = 'launch' THEN
+        v_record := migrate_ext.launch_record();  -- what verify_production() compares against
+    END IF;
     v_lock := migrate_ext.run_swap(v_incoming, v_outgoing, what);
 
     IF what = 'launch' THEN
         INSERT INTO migrate_ext.migrations (backup_timestamp, state, launched_at, validation_run_id, counts, created_users)
         VALUES (v_ts, 'launched', now(), (SELECT max(v.run_id) FROM migrate_ext.validation_runs AS v),
-                jsonb_build_object('production', v_after, 'backup', v_before, 'auth_users_created', v_users) || v_lock,
+                jsonb_build_object('production', v_after, 'backup', v_before, 'auth_users_created', v_users) || v_lock || v_record,
                 v_new_users);
     ELSE
         EXECUTE format('DROP SCHEMA %I', v_schema);
@@ -463,7 +186,9 @@ BEGIN
         RAISE NOTICE '% auth users created by the launch are kept', v_users
               USING HINT = format('Their ids: SELECT unnest(created_users) FROM migrate_ext.migrations WHERE backup_timestamp = %L;', m.backup_timestamp);
     END IF;
-    RETURN migrate_ext.swap_message(what, v_ts, v_schema, v_before, v_after, v_late, v_users, v_lock);
+    -- after a launch, also what the backup still references (sql/87_verify.sql)
+    RETURN concat_ws(' ', migrate_ext.swap_message(what, v_ts, v_schema, v_before, v_after, v_late, v_users, v_lock),
+                     CASE WHEN what = 'launch' THEN migrate_ext.backup_references(v_ts) END);
 END;
 $$;
 
@@ -477,40 +202,6 @@ AS $$
 $$;
 COMMENT ON FUNCTION migrate_ext.launch_clean_production(boolean) IS
     'Swap staging into production in one transaction, production kept in migrate_backup_<timestamp>; dry_run => true returns every statement and changes nothing';
-
--- Check a backup timestamp given by a caller and return its migration,
--- locked; every problem is a clear error
-CREATE FUNCTION migrate_ext.find_migration(backup_timestamp text) RETURNS migrate_ext.migrations
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    m migrate_ext.migrations;
-BEGIN
-    IF backup_timestamp IS NULL OR backup_timestamp !~ '^\d{4}(_\d{2}){5}$' THEN
-        RAISE EXCEPTION 'malformed backup timestamp %', coalesce(quote_literal(left(backup_timestamp, 64)), 'NULL')
-              USING ERRCODE = 'invalid_parameter_value',
-                    HINT = 'Nothing was changed. Give the timestamp launch_clean_production() returned, like 2026_11_26_15_46_01; SELECT * FROM migrate_ext.migration_status(); lists them.';
-    END IF;
-    SELECT * INTO m FROM migrate_ext.migrations AS g WHERE g.backup_timestamp = find_migration.backup_timestamp FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'no migration was launched at %', backup_timestamp
-              USING ERRCODE = 'undefined_object',
-                    HINT = 'Nothing was changed. SELECT * FROM migrate_ext.migration_status(); lists the launched migrations.';
-    END IF;
-    IF m.state = 'rolled_back' THEN
-        RAISE EXCEPTION 'migration % was already rolled back at %', backup_timestamp, m.rolled_back_at
-              USING ERRCODE = 'object_not_in_prerequisite_state',
-                    HINT = 'Nothing was changed. Its tables are in migrate_staging (or were rebuilt since); launch again to retry.';
-    END IF;
-    IF m.state = 'dropped' THEN
-        RAISE EXCEPTION 'the backup of migration % was dropped at %', backup_timestamp, m.dropped_at
-              USING ERRCODE = 'object_not_in_prerequisite_state',
-                    HINT = 'Nothing was changed. A dropped backup cannot be restored.';
-    END IF;
-    RETURN m;
-END;
-$$;
 
 -- Swap a backup back into production; production goes to migrate_staging;
 -- dry_run returns the plan instead
@@ -550,77 +241,3 @@ END;
 $$;
 COMMENT ON FUNCTION migrate_ext.drop_backup(text) IS
     'Drop the backup schema of a launch (plain DROP, never CASCADE); afterwards that launch cannot be rolled back';
-
--- How long ago a moment was, for people: "12 s ago", "5 min ago", "3 days ago"
-CREATE FUNCTION migrate_ext.time_ago(moment timestamptz) RETURNS text
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE WHEN s < 120 THEN s || ' s ago'
-                WHEN s < 7200 THEN s / 60 || ' min ago'
-                WHEN s < 172800 THEN s / 3600 || ' h ago'
-                ELSE s / 86400 || ' days ago' END
-      FROM (SELECT greatest(extract(epoch FROM now() - moment), 0)::bigint AS s) AS x;
-$$;
-
--- Where things stand: migrations and their backups, the last sync and
--- validation, and whether staging could be launched now
-CREATE FUNCTION migrate_ext.migration_status() RETURNS TABLE (item text, state text, detail text)
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    r record;
-BEGIN
-    FOR r IN SELECT * FROM migrate_ext.migrations ORDER BY backup_timestamp DESC LOOP
-        item := 'migration ' || r.backup_timestamp;
-        state := r.state;
-        detail := format('launched %s by %s; production then had %s profiles, %s transactions, %s enrollments; %s auth users created',
-                         migrate_ext.time_ago(r.launched_at), r.launched_by,
-                         r.counts->'production'->'unified_profiles', r.counts->'production'->'transactions',
-                         r.counts->'production'->'enrollments', r.counts->'auth_users_created');
-        IF r.state = 'launched' THEN
-            detail := detail || format('. Backup schema %s keeps the previous tables (%s profiles, %s transactions, %s enrollments) '
-                                       'and their foreign keys to %s: while it exists, deleting a row they reference fails. '
-                                       'Roll back with SELECT migrate_ext.rollback_migration(%L); or free it with SELECT migrate_ext.drop_backup(%L);',
-                                       migrate_ext.backup_schema(r.backup_timestamp),
-                                       r.counts->'backup'->'unified_profiles', r.counts->'backup'->'transactions',
-                                       r.counts->'backup'->'enrollments',
-                                       coalesce((SELECT string_agg(DISTINCT k.confrelid::regclass::text, ', ')
-                                                   FROM pg_constraint AS k JOIN pg_class AS c ON c.oid = k.conrelid
-                                                   JOIN pg_class AS p ON p.oid = k.confrelid
-                                                  WHERE k.contype = 'f'
-                                                    AND c.relnamespace = to_regnamespace(migrate_ext.backup_schema(r.backup_timestamp))
-                                                    AND p.relnamespace IS DISTINCT FROM c.relnamespace), 'no other table'),
-                                       r.backup_timestamp, r.backup_timestamp);
-        ELSIF r.state = 'rolled_back' THEN
-            detail := detail || format('; rolled back %s', migrate_ext.time_ago(r.rolled_back_at));
-        ELSE
-            detail := detail || format('; backup dropped %s', migrate_ext.time_ago(r.dropped_at));
-        END IF;
-        RETURN NEXT;
-    END LOOP;
-    FOR r IN SELECT DISTINCT ON (s.source) s.* FROM migrate_ext.sync_runs AS s ORDER BY s.source, s.run_id DESC LOOP
-        item := 'last sync of ' || r.source;
-        state := r.status;
-        detail := format('run %s, %s: %s fetched, %s inserted, %s updated, %s rejected%s', r.run_id,
-                         migrate_ext.time_ago(r.started_at), r.fetched, r.inserted, r.updated, r.rejected,
-                         coalesce('; ' || r.error, ''));
-        RETURN NEXT;
-    END LOOP;
-    FOR r IN SELECT * FROM migrate_ext.validation_runs ORDER BY run_id DESC LIMIT 1 LOOP
-        item := 'last validation';
-        state := CASE WHEN r.errors > 0 THEN 'errors' ELSE 'ok' END;
-        detail := format('run %s, %s, from sync run %s: %s errors, %s warnings', r.run_id,
-                         migrate_ext.time_ago(r.started_at), r.sync_run_id, r.errors, r.warnings);
-        RETURN NEXT;
-    END LOOP;
-    item := 'staging';
-    SELECT string_agg(p.problem, '; ') INTO detail FROM migrate_ext.launch_refusals() AS p;
-    state := CASE WHEN detail IS NULL THEN 'ready' ELSE 'not ready' END;
-    detail := coalesce(detail, 'launch_clean_production() would go ahead');
-    RETURN NEXT;
-END;
-$$;
-COMMENT ON FUNCTION migrate_ext.migration_status() IS
-    'Backups and their state, the last sync and validation, and whether staging can be launched';

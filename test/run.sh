@@ -3,7 +3,8 @@
 #   1. the pg_regress suites of test/sql against the API emulator;
 #   2. the scenarios that need several sessions or a stopwatch
 #      (test/scenarios.py: cancel, statement_timeout, progress, locks);
-#   3. the server log of the whole run must not contain an API key.
+#   3. the documentation checks (test/check_docs.py);
+#   4. the server log of the whole run must not contain an API key.
 # Ends with one line "N passed, N failed" and a non-zero exit on failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -53,7 +54,14 @@ else
 fi
 [ $scen_rc -eq 0 ] || [ -f "$SANDBOX/scenarios.result" ] || record "scenarios exit" 1
 
-# 3. no API key anywhere in the server log of the run
+# 3. the documentation says what the code does: the runbook's commands are
+#    the demo's, and Troubleshooting quotes every error the code raises
+$PY test/check_docs.py >"$SANDBOX/check_docs.log" 2>&1
+docs_rc=$?
+cat "$SANDBOX/check_docs.log"
+record "docs: runbook = demo, troubleshooting = the code's errors" $docs_rc
+
+# 4. no API key anywhere in the server log of the run
 leak=0
 for k in "$XENDIT_KEY" "$SYSTEMEIO_KEY" xnd_wrong_key_for_tests xnd_fake_bad_secret_1; do
     if grep -qF -- "$k" "$SANDBOX/server.log"; then leak=1; echo "an API key appears in the server log"; fi

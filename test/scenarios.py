@@ -185,6 +185,22 @@ def lock_protocol():
     value("DROP TABLE lock_a, lock_b")
 
 
+def lock_order_views():
+    """A view older than the table it reads (as after a launch) is locked after the tables, and a
+    blocked swap names the table really waited on and its holder, not the view."""
+    value("CREATE TABLE lock_old (id int); CREATE VIEW lock_v AS SELECT id FROM lock_old; "
+          "CREATE TABLE lock_new (id int); CREATE OR REPLACE VIEW lock_v AS SELECT id FROM lock_new; DROP TABLE lock_old")
+    holder = start_sync("viewholder", "BEGIN; LOCK TABLE lock_new IN ACCESS SHARE MODE; SELECT pg_sleep(4); COMMIT;")
+    wait_for("SELECT l.pid FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid "
+             "WHERE a.application_name = 'viewholder' AND l.relation = 'lock_new'::regclass AND l.granted")
+    _, _, err = psql("SET migrate_ext.lock_timeout = '200ms'; SET migrate_ext.lock_retries = 1; "
+                     "SELECT migrate_ext.lock_for_swap('{lock_v,lock_new}');")
+    check("locks: a view older than its table: the error names the table waited on and its holder",
+          "could not lock public.lock_new for the swap" in err and "viewholder" in err, err)
+    holder.communicate(timeout=30)
+    value("DROP VIEW lock_v; DROP TABLE lock_new")
+
+
 def start_session(label, sql, db=DB, user=None):
     """Start a psql session in the background running sql; return the process."""
     cmd = [PSQL, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", db] + (["-U", user] if user else [])
@@ -314,6 +330,7 @@ def main():
                    "AND now() - query_start > interval '300 ms'")
     progress_and_lock()
     lock_protocol()
+    lock_order_views()
     launch_setup()
     launch_blocked_by_reader()
     two_launches()

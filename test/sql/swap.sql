@@ -208,10 +208,13 @@ CREATE RULE regress_keep_transactions AS ON DELETE TO public.transactions DO INS
 CREATE TABLE regress.snapshots (taken_at timestamptz, enrollment public.enrollments);
 CREATE TABLE regress.enrollments_archive () INHERITS (public.enrollments);
 CREATE TYPE regress.enrollment_snapshot AS (taken_at timestamptz, e public.enrollments);
+-- (and a view the DBA made over staging, which the launch would leave behind)
+CREATE VIEW regress.staging_compare AS SELECT id FROM migrate_staging.transactions;
 SELECT migrate_ext.launch_clean_production();
 DROP RULE regress_keep_transactions ON public.transactions;
 DROP TABLE regress.snapshots, regress.enrollments_archive;
 DROP TYPE regress.enrollment_snapshot;
+DROP VIEW regress.staging_compare;
 SELECT regress.fingerprint() = fp AS unchanged FROM regress.before;
 -- a production table owned by another role than staging (doc/swap-checklist.md item 1;
 -- postgres is a member of service_role), and that role cannot own the new one
@@ -438,12 +441,14 @@ END;
 $$;
 CREATE TABLE migrate_staging.unified_profiles (id uuid);
 CREATE TABLE migrate_staging.enrollments (id uuid);
+CREATE VIEW regress.backup_compare AS SELECT id FROM :"backup_schema".unified_profiles;
 SELECT regress.error_of(format('ALTER TABLE %I.transactions RENAME TO regress_transactions', :'backup_schema'));
 SELECT regress.error_of(format('SELECT migrate_ext.rollback_migration(%L)', :'ts'));
 SELECT regress.detail_of(format('SELECT migrate_ext.rollback_migration(%L)', :'ts'));
 SELECT regexp_replace(problem, '\d{4}(_\d{2}){5}', 'TS', 'g') AS problem, hint FROM migrate_ext.rollback_refusals(:'ts');
 SELECT regress.error_of(format('ALTER TABLE %I.regress_transactions RENAME TO transactions', :'backup_schema'));
 DROP TABLE migrate_staging.unified_profiles, migrate_staging.enrollments;
+DROP VIEW regress.backup_compare;
 SELECT regress.fingerprint() = fp AS unchanged FROM regress.before;
 SELECT count(*) AS rollback_refusals FROM migrate_ext.rollback_refusals(:'ts');
 SELECT regexp_replace(regexp_replace(migrate_ext.rollback_migration(:'ts'), '\d{4}(_\d{2}){5}', 'TS', 'g'),

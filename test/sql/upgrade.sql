@@ -40,7 +40,25 @@ SET client_min_messages = warning;
 CREATE EXTENSION migrate_ext VERSION '1.0';
 SELECT migrate_ext.set_api_key('xendit', :'xendit_key');
 SELECT migrate_ext.set_api_key('systemeio', :'systemeio_key');
-SELECT source, status FROM migrate_ext.sync_raw_api_data();
+-- the raw data as 1.0's sync stored it (this library is the current
+-- version's, which syncs only once the SQL is updated): the API data set
+-- stored page by page with 1.0's store_page(), and a successful sync run
+\c regress_upgrade supabase_admin
+SET client_min_messages = warning;
+CREATE TEMP TABLE files AS
+SELECT 'xendit' AS source, pg_read_file(:'dataset' || '/invoices.json') AS page
+UNION ALL
+SELECT 'systemeio', '{"items": ' || pg_read_file(:'dataset' || '/contacts.json') || ', "hasMore": false}';
+SELECT nextval('migrate_ext.sync_runs_run_id_seq') AS run_id \gset
+SELECT f.source, s.inserted > 1000 AS stored, s.rejected
+  FROM files AS f, migrate_ext.store_page(f.source, f.page, :run_id) AS s ORDER BY 1;
+INSERT INTO migrate_ext.sync_runs (run_id, source, started_at, finished_at, status, pages, fetched, inserted, updated, unchanged, rejected)
+SELECT :run_id, s.source, now(), now(), 'succeeded', 1, count(*), count(*), 0, 0, 0
+  FROM (SELECT 'xendit' AS source FROM migrate_ext.xendit_raw UNION ALL SELECT 'systemeio' FROM migrate_ext.systemeio_raw) AS s
+ GROUP BY s.source;
+\c regress_upgrade postgres
+SET client_min_messages = warning;
+\set SHOW_CONTEXT never
 SELECT count(*) > 0 AS validated FROM migrate_ext.validate_and_prepare_clean_data();
 INSERT INTO migrate_ext.exclusions (kind, value, reason)
 VALUES ('email', '%@example.com', 'test accounts'), ('email', '%@test.com', 'test accounts');
@@ -102,13 +120,14 @@ ORDER BY 2, 1;
 SELECT count(*) > 50 AS compared_objects FROM fresh;
 
 -- and the updated extension works on the state 1.0 left: the status, the
--- rollback of the launch made under 1.0, a new validation
+-- rollback of the launch made under 1.0, a sync, a new validation
 \c regress_upgrade postgres
 SET client_min_messages = warning;
 \set SHOW_CONTEXT never
 SELECT regexp_replace(item, '\d{4}(_\d{2}){5}', 'TS') AS item, state
   FROM migrate_ext.migration_status() WHERE item LIKE 'migration %';
 SELECT migrate_ext.rollback_migration(:'ts') ~ '^SUCCESS: rolled back' AS rolled_back_after_update;
+SELECT source, status, error FROM migrate_ext.sync_raw_api_data() ORDER BY 1;
 SELECT count(*) > 0 AS validated_after_update FROM migrate_ext.validate_and_prepare_clean_data();
 SELECT errors FROM migrate_ext.validation_runs ORDER BY run_id DESC LIMIT 1;
 
