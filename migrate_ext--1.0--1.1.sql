@@ -1371,7 +1371,14 @@ AS $function$
                   UNION ALL
                   SELECT 3, migrate_ext.comment_statement(format('TRIGGER %I ON %s', g.tgname, p.q_prod), d.note)
                     FROM obj_description(g.oid, 'pg_trigger') AS d(note) WHERE d.note IS NOT NULL) AS z(k, statement)
-            WHERE g.tgrelid = p.prod AND NOT g.tgisinternal) AS x(i, tgname, k, statement);
+            WHERE g.tgrelid = p.prod AND NOT g.tgisinternal
+           UNION ALL
+           -- the table moved out (backup, or staging after a rollback) is
+           -- inert: a cascade from a live table must not run the
+           -- application's triggers on it (they write to live tables);
+           -- coming back, it gets production's triggers and states again
+           SELECT 3, '', 0, format('ALTER TABLE %s DISABLE TRIGGER USER', p.q_out)
+            WHERE EXISTS (SELECT 1 FROM pg_trigger AS g WHERE g.tgrelid = p.prod AND NOT g.tgisinternal)) AS x(i, tgname, k, statement);
 $function$;
 
 CREATE OR REPLACE FUNCTION migrate_ext.plan_comments(incoming text, outgoing_to text)

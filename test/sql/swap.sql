@@ -386,6 +386,17 @@ SELECT c.title, e.status FROM public.enrollments AS e JOIN public.courses AS c O
 SELECT count(*) = :buyer_transactions AS purchase_history FROM public.user_purchase_history_view;
 RESET ROLE;
 RESET request.jwt.claims;
+-- the backup is inert: its tables' triggers are disabled, so an update of a
+-- backup row (a cascade from a live table, say) runs no application trigger
+SELECT count(*) > 0 AS backup_triggers, count(*) FILTER (WHERE g.tgenabled <> 'D') AS enabled
+  FROM pg_trigger AS g JOIN pg_class AS c ON c.oid = g.tgrelid
+ WHERE c.relnamespace = :'backup_schema'::regnamespace AND NOT g.tgisinternal;
+BEGIN;
+SELECT count(*) AS log_before FROM public.migration_log \gset
+UPDATE :"backup_schema".unified_profiles SET first_name = 'x' || first_name
+ WHERE id = (SELECT id FROM :"backup_schema".unified_profiles ORDER BY id LIMIT 1);
+SELECT count(*) - :log_before AS written_by_backup_triggers FROM public.migration_log;
+ROLLBACK;
 -- staging and backups are closed to the API roles
 SELECT r AS role, has_schema_privilege(r, 'migrate_staging', 'USAGE') AS staging,
        has_schema_privilege(r, :'backup_schema', 'USAGE') AS backup
